@@ -1,0 +1,482 @@
+//! The engine: containerd's snapshotter contract over a metadata [`Store`] and a [`Driver`].
+//!
+//! Crash ordering (see the README's architecture section):
+//! - *create*: the directory is built as `new-<n>`, then renamed to its id inside the write
+//!   transaction that records it; a crash before that commit leaves a directory whose id the
+//!   store does not know, which start-up recovery reserves and Cleanup removes.
+//! - *commit*: the usage is measured (and, with `sync_commit`, the layer flushed) before the
+//!   metadata moves; the directory does not change.
+//! - *remove*: the metadata goes first; the directory at once (`sync_remove`) or at the next
+//!   Cleanup. A crash in between leaves an orphan directory, never a dangling record.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use strata_core::labels;
+use strata_core::snapshot::Labels;
+use strata_core::{
+    CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, crash,
+};
+use strata_meta::Store;
+use strata_sys::usage::disk_usage;
+
+use crate::Driver;
+use crate::layout::{Entry, Layout, TEMP_PREFIX};
+
+/// Longest key or name accepted, in bytes. containerd's own keys stay under a few hundred
+/// bytes (`<namespace>/<n>/<digest>`); the limit keeps hostile requests from bloating the
+/// store.
+pub const MAX_KEY_BYTES: usize = 4096;
+
+/// The label that exposes an overlay snapshot's upper directory, when enabled.
+pub const UPPERDIR_LABEL: &str = "containerd.io/snapshot/overlay.upperdir";
+
+/// Behaviour switches of an engine.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOptions {
+    /// Remove a snapshot's directory during Remove instead of at the next Cleanup.
+    pub sync_remove: bool,
+    /// Flush the filesystem (`syncfs`) before recording a Commit, so the committed layer's
+    /// data, not only its metadata, survives a power loss.
+    pub sync_commit: bool,
+    /// Report each snapshot's upper directory in the [`UPPERDIR_LABEL`] label.
+    pub upperdir_label: bool,
+}
+
+/// What start-up recovery found and did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Half-built `new-*` directories removed.
+    pub temp_dirs_removed: u64,
+    /// Directories the metadata does not know, left for Cleanup.
+    pub orphan_dirs: u64,
+    /// Snapshots whose directory is missing (a damaged root: see `strata fsck`).
+    pub missing_dirs: u64,
+    /// Snapshots in the store.
+    pub snapshots: u64,
+}
+
+/// A snapshotter: one backend root, its metadata store and its driver.
+pub struct Engine<D: Driver> {
+    driver: D,
+    layout: Layout,
+    store: Store,
+    options: EngineOptions,
+    temp_seq: AtomicU64,
+    /// Names of `new-*` directories being built, which Cleanup must leave alone.
+    building: Arc<Mutex<HashSet<String>>>,
+    closed: AtomicBool,
+}
+
+impl<D: Driver> Engine<D> {
+    /// Opens the backend rooted at `root` (created 0700 if absent), then recovers from
+    /// whatever a crash left: removes half-built directories, makes sure no id found on disk
+    /// is handed out again, and counts orphans and missing directories.
+    pub fn open(root: &Path, driver: D, options: EngineOptions) -> Result<(Engine<D>, Recovery)> {
+        let layout = Layout::new(root);
+        create_private_dir(root)?;
+        create_private_dir(layout.snapshots())?;
+        let store = Store::open(&layout.metadata())?;
+        let engine = Engine {
+            driver,
+            layout,
+            store,
+            options,
+            temp_seq: AtomicU64::new(0),
+            building: Arc::default(),
+            closed: AtomicBool::new(false),
+        };
+        let recovery = engine.recover()?;
+        Ok((engine, recovery))
+    }
+
+    fn recover(&self) -> Result<Recovery> {
+        let ids = self.store.read(|tx| tx.ids())?;
+        let mut recovery = Recovery {
+            snapshots: ids.len() as u64,
+            ..Recovery::default()
+        };
+        let mut present = 0u64;
+        let mut max_id = 0u64;
+        let dir = self.layout.snapshots();
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
+            let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match Layout::classify(&name) {
+                Entry::Snapshot(id) => {
+                    max_id = max_id.max(id);
+                    if ids.contains(&id) {
+                        present += 1;
+                    } else {
+                        recovery.orphan_dirs += 1;
+                    }
+                }
+                Entry::Temp => {
+                    let path = entry.path();
+                    std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+                    recovery.temp_dirs_removed += 1;
+                }
+                Entry::Foreign => recovery.orphan_dirs += 1,
+            }
+        }
+        recovery.missing_dirs = recovery.snapshots - present;
+        if max_id > 0 {
+            self.store
+                .write(move |tx| tx.reserve_ids_below(max_id + 1))?;
+        }
+        Ok(recovery)
+    }
+
+    /// The backend's directory layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(Error::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn create(&self, kind: Kind, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        if !parent.is_empty() {
+            validate_key("parent", parent)?;
+        }
+        labels::validate(&labels)?;
+        // Check before building: copying a parent for nothing is expensive, and the
+        // common errors (AlreadyExists for a retried unpack) should be cheap.
+        let expected = self
+            .store
+            .read(|tx| tx.plan_create(kind, key, parent))?
+            .parent_ids;
+
+        let temp = TempDir::new(self)?;
+        self.driver
+            .populate(&self.layout, temp.path(), kind, &expected)?;
+
+        let layout = self.layout.clone();
+        let (key, parent) = (key.to_owned(), parent.to_owned());
+        let from = temp.path().to_owned();
+        let renamed_to = Arc::new(Mutex::new(None::<PathBuf>));
+        let renamed = Arc::clone(&renamed_to);
+        let result = self.store.write(move |tx| {
+            let plan = tx.plan_create(kind, &key, &parent)?;
+            if plan.parent_ids != expected {
+                return Err(Error::FailedPrecondition(format!(
+                    "parent {parent:?} of {key:?} was replaced while the snapshot was built; retry"
+                )));
+            }
+            let to = layout.dir(plan.id);
+            std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))?;
+            *renamed.lock().expect("rename slot") = Some(to);
+            crash::point("create-after-rename");
+            tx.create(plan, labels)
+        });
+        match result {
+            Ok(snapshot) => {
+                temp.disarm();
+                Ok(self.driver.mounts(&self.layout, &snapshot))
+            }
+            Err(e) => {
+                // The batch did not commit: the directory carries an id nobody will record.
+                if let Some(dir) = renamed_to.lock().expect("rename slot").take() {
+                    remove_logged(&dir);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn decorate(&self, info: &mut Info, id: u64) {
+        if self.options.upperdir_label {
+            info.labels.insert(
+                UPPERDIR_LABEL.to_owned(),
+                self.layout.fs(id).display().to_string(),
+            );
+        }
+    }
+}
+
+impl<D: Driver> Snapshotter for Engine<D> {
+    fn name(&self) -> &str {
+        self.driver.name()
+    }
+
+    fn stat(&self, key: &str) -> Result<Info> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let record = self.store.read(|tx| tx.get(key))?;
+        let mut info = record.info(key);
+        self.decorate(&mut info, record.id);
+        Ok(info)
+    }
+
+    fn update(&self, key: &str, labels: &Labels, fieldpaths: &[String]) -> Result<Info> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let mut requested = labels.clone();
+        requested.remove(UPPERDIR_LABEL);
+        let (key, paths) = (key.to_owned(), fieldpaths.to_vec());
+        let (mut info, id) = self.store.write(move |tx| {
+            let id = tx.get(&key)?.id;
+            Ok((tx.update(&key, &requested, &paths)?, id))
+        })?;
+        self.decorate(&mut info, id);
+        Ok(info)
+    }
+
+    fn usage(&self, key: &str) -> Result<Usage> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let record = self.store.read(|tx| tx.get(key))?;
+        if record.kind != Kind::Active {
+            return Ok(record.usage.unwrap_or_default());
+        }
+        let fs = self.layout.fs(record.id);
+        match disk_usage(&fs) {
+            Ok(du) => Ok(Usage {
+                size: du.bytes as i64,
+                inodes: du.inodes as i64,
+            }),
+            // Removed between the read and the walk.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(key)),
+            Err(e) => Err(Error::io("usage walk", fs, e)),
+        }
+    }
+
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let snapshot = self.store.read(|tx| tx.snapshot(key))?;
+        if snapshot.kind == Kind::Committed {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is committed: it has no mounts of its own, make a view of it"
+            )));
+        }
+        Ok(self.driver.mounts(&self.layout, &snapshot))
+    }
+
+    fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(Kind::Active, key, parent, labels)
+    }
+
+    fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(Kind::View, key, parent, labels)
+    }
+
+    fn commit(&self, name: &str, key: &str, labels: Labels, parent: Option<&str>) -> Result<()> {
+        self.check_open()?;
+        validate_key("name", name)?;
+        validate_key("key", key)?;
+        if let Some(p) = parent.filter(|p| !p.is_empty()) {
+            validate_key("parent", p)?;
+        }
+        labels::validate(&labels)?;
+        let (record, new_parent) = self.store.read(|tx| tx.check_commit(key, name, parent))?;
+        if new_parent != record.parent && !self.driver.can_rebase() {
+            return Err(strata_core::invalid!(
+                "the {} backend cannot commit {key:?} onto parent {new_parent:?}: it stores full \
+                 copies, so a snapshot must be prepared on its parent",
+                self.driver.name()
+            ));
+        }
+        // Measured outside the metadata writer: a 10,000-file layer must not stall others.
+        let fs = self.layout.fs(record.id);
+        let du = disk_usage(&fs).map_err(|e| Error::io("usage walk", &fs, e))?;
+        if self.options.sync_commit {
+            strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
+        }
+        crash::point("commit-before-metadata");
+        let usage = Usage {
+            size: du.bytes as i64,
+            inodes: du.inodes as i64,
+        };
+        let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.map(str::to_owned));
+        let id = record.id;
+        self.store.write(move |tx| {
+            tx.commit(&key, &name, labels, parent.as_deref(), usage, Some(id))
+                .map(|_| ())
+        })
+    }
+
+    fn remove(&self, key: &str) -> Result<()> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let owned = key.to_owned();
+        let record = self.store.write(move |tx| tx.remove(&owned))?;
+        crash::point("remove-after-metadata");
+        if self.options.sync_remove {
+            remove_logged(&self.layout.dir(record.id));
+        }
+        Ok(())
+    }
+
+    fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()> {
+        self.check_open()?;
+        self.store.read(|tx| {
+            if !self.options.upperdir_label {
+                return tx.walk(filter, f);
+            }
+            tx.walk(filter, &mut |mut info| {
+                let id = tx.get(&info.name)?.id;
+                self.decorate(&mut info, id);
+                f(info)
+            })
+        })
+    }
+
+    fn cleanup(&self) -> Result<CleanupReport> {
+        self.check_open()?;
+        let layout = self.layout.clone();
+        let building = Arc::clone(&self.building);
+        // Decided inside the writer: every rename happens in a write job, so at this point
+        // each snapshot directory on disk is either recorded or truly orphaned.
+        let orphans = self.store.write(move |tx| {
+            let ids = tx.ids()?;
+            let building = building.lock().expect("building set").clone();
+            let dir = layout.snapshots();
+            let mut orphans = Vec::new();
+            for entry in std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
+                let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let orphan = match Layout::classify(&name) {
+                    Entry::Snapshot(id) => !ids.contains(&id),
+                    Entry::Temp => !building.contains(&name),
+                    Entry::Foreign => true,
+                };
+                if orphan {
+                    orphans.push(entry.path());
+                }
+            }
+            Ok(orphans)
+        })?;
+        let mut report = CleanupReport::default();
+        for (n, dir) in orphans.iter().enumerate() {
+            crash::point(if n == 0 {
+                "cleanup-first-removal"
+            } else {
+                "cleanup-next-removal"
+            });
+            let bytes = disk_usage(dir).map(|u| u.bytes).unwrap_or(0);
+            match std::fs::remove_dir_all(dir) {
+                Ok(()) => {
+                    report.directories += 1;
+                    report.bytes += bytes;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io("remove", dir, e)),
+            }
+        }
+        if report.directories > 0 {
+            tracing::info!(
+                backend = self.driver.name(),
+                directories = report.directories,
+                bytes = report.bytes,
+                "cleanup reclaimed space"
+            );
+        }
+        Ok(report)
+    }
+
+    fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Release);
+        self.store.close();
+        Ok(())
+    }
+}
+
+/// Refuses keys containerd could never have produced: empty, over [`MAX_KEY_BYTES`], or
+/// holding a NUL byte.
+fn validate_key(what: &str, key: &str) -> Result<()> {
+    if key.is_empty() {
+        return Err(strata_core::invalid!("{what} must not be empty"));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(strata_core::invalid!(
+            "{what} is {} bytes long; at most {MAX_KEY_BYTES} are accepted",
+            key.len()
+        ));
+    }
+    if key.contains('\0') {
+        return Err(strata_core::invalid!("{what} {key:?} contains a NUL byte"));
+    }
+    Ok(())
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    match std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => {}
+        Err(e) => return Err(Error::io("mkdir", path, e)),
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io("chmod", path, e))
+}
+
+fn remove_logged(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::warn!(path = %dir.display(), error = %e, "failed to remove snapshot directory; Cleanup will retry");
+    }
+}
+
+/// A `new-<n>` directory under construction: registered so Cleanup leaves it alone, and
+/// removed on drop unless it was renamed into place.
+struct TempDir<'a> {
+    path: PathBuf,
+    name: String,
+    building: &'a Mutex<HashSet<String>>,
+    armed: bool,
+}
+
+impl<'a> TempDir<'a> {
+    fn new<D: Driver>(engine: &'a Engine<D>) -> Result<TempDir<'a>> {
+        let n = engine.temp_seq.fetch_add(1, Ordering::Relaxed);
+        let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
+        let path = engine.layout.snapshots().join(&name);
+        engine
+            .building
+            .lock()
+            .expect("building set")
+            .insert(name.clone());
+        let temp = TempDir {
+            path,
+            name,
+            building: &engine.building,
+            armed: true,
+        };
+        std::fs::create_dir(&temp.path).map_err(|e| Error::io("mkdir", &temp.path, e))?;
+        Ok(temp)
+    }
+
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for TempDir<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            remove_logged(&self.path);
+        }
+        self.building
+            .lock()
+            .expect("building set")
+            .remove(&self.name);
+    }
+}

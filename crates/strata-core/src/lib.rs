@@ -1,0 +1,15 @@
+//! Strata's vocabulary: what a snapshot is, what a snapshotter promises, and the errors it
+//! answers with. Nothing here knows about gRPC, redb or the filesystem.
+#![forbid(unsafe_code)]
+
+pub mod crash;
+pub mod error;
+pub mod filter;
+pub mod labels;
+pub mod snapshot;
+pub mod snapshotter;
+
+pub use error::{Error, Result};
+pub use filter::Filter;
+pub use snapshot::{Info, Kind, Mount, Usage};
+pub use snapshotter::{CleanupReport, Snapshotter};

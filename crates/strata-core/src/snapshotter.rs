@@ -1,0 +1,83 @@
+//! The snapshotter contract, in containerd's words (`snapshots/snapshotter.go`).
+//!
+//! Every method is blocking: implementations do filesystem work and metadata transactions, and
+//! the gRPC adapter runs them on a blocking thread pool. Keys are opaque strings chosen by the
+//! client; they are never used as paths.
+
+use crate::Result;
+use crate::filter::Filter;
+use crate::snapshot::{Info, Labels, Mount, Usage};
+
+/// What a `Cleanup` reclaimed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    /// Directories removed.
+    pub directories: u64,
+    /// Bytes those directories held (`st_blocks * 512`).
+    pub bytes: u64,
+}
+
+/// A containerd snapshotter: a tree of snapshots, each Active, View or Committed.
+///
+/// Errors are part of the contract (see [`crate::Error`]): containerd's garbage collector and
+/// unpacker act on `NotFound`, `AlreadyExists`, `FailedPrecondition` and `InvalidArgument`.
+/// A failed call changes nothing.
+pub trait Snapshotter: Send + Sync + 'static {
+    /// The backend's name, e.g. `overlay` or `native`.
+    fn name(&self) -> &str;
+
+    /// Returns the info of the snapshot `key` (any kind). `NotFound` if there is none.
+    fn stat(&self, key: &str) -> Result<Info>;
+
+    /// Updates the labels of snapshot `key` following containerd's field-mask rules
+    /// ([`crate::labels::apply_update`]) and returns the new info. Only labels are mutable:
+    /// a field path other than `labels` or `labels.<key>` is `InvalidArgument`; `NotFound` if
+    /// there is no such snapshot. `updated` moves to now, `created` does not.
+    fn update(&self, key: &str, labels: &Labels, fieldpaths: &[String]) -> Result<Info>;
+
+    /// Disk usage of snapshot `key` alone, without its parents: walked on demand for an
+    /// active snapshot, the figure stored at Commit for a committed one. `NotFound` if absent.
+    fn usage(&self, key: &str) -> Result<Usage>;
+
+    /// The mounts of an active or view snapshot `key`. `NotFound` if absent;
+    /// `FailedPrecondition` for a committed snapshot, which has no mounts of its own (make a
+    /// view of it).
+    fn mounts(&self, key: &str) -> Result<Vec<Mount>>;
+
+    /// Creates an active snapshot `key` on the committed snapshot `parent` (empty for none)
+    /// and returns its mounts. `AlreadyExists` if `key` is taken; `NotFound` if the parent
+    /// does not exist; `InvalidArgument` if the parent is not committed or the key or labels
+    /// are malformed.
+    fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// Like [`Snapshotter::prepare`] but the snapshot is a read-only view that can never be
+    /// committed.
+    fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>>;
+
+    /// Turns the active snapshot `key` into the committed snapshot `name`, keeping its
+    /// content and replacing its labels by `labels`; `key` is gone afterwards.
+    ///
+    /// `NotFound` if `key` does not exist; `AlreadyExists` if `name` is taken;
+    /// `FailedPrecondition` if `key` is not active. `parent` (containerd 2.2's rebase
+    /// capability) may name the parent the committed snapshot must have: it is accepted when
+    /// equal to the active snapshot's parent, or when that snapshot had none and `parent` is
+    /// committed; anything else is `InvalidArgument`.
+    fn commit(&self, name: &str, key: &str, labels: Labels, parent: Option<&str>) -> Result<()>;
+
+    /// Removes snapshot `key`. `NotFound` if absent; `FailedPrecondition` if it has children.
+    /// The metadata goes at once; its directory either at once (synchronous removal) or at
+    /// the next [`Snapshotter::cleanup`].
+    fn remove(&self, key: &str) -> Result<()>;
+
+    /// Calls `f` for every snapshot matching `filter`, in key order, from one consistent
+    /// read. An error from `f` stops the walk and is returned.
+    fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()>;
+
+    /// Removes every snapshot directory that the metadata does not know (left by
+    /// asynchronous removes or crashes).
+    fn cleanup(&self) -> Result<CleanupReport>;
+
+    /// Releases the backend's resources. Idempotent; operations after it fail with
+    /// `Closed`.
+    fn close(&self) -> Result<()>;
+}

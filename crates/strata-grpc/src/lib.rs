@@ -1,0 +1,39 @@
+//! containerd's `containerd.services.snapshots.v1.Snapshots` gRPC API for Strata.
+//!
+//! - [`proto`]: the generated wire types (from our own `proto/`, wire-identical to
+//!   containerd's), which appear nowhere else in Strata;
+//! - [`convert`]: wire ⇄ domain conversions;
+//! - [`status`]: the one mapping of domain errors to gRPC codes;
+//! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
+//!   field and running the blocking work off the async runtime;
+//! - [`client`]: a client over a unix socket, for the CLI and tests.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod convert;
+pub mod server;
+pub mod status;
+
+/// Generated protobuf and gRPC code.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod proto {
+    /// `containerd.*` packages.
+    pub mod containerd {
+        /// `containerd.types`.
+        pub mod types {
+            tonic::include_proto!("containerd.types");
+        }
+        /// `containerd.services.*`.
+        pub mod services {
+            /// `containerd.services.snapshots`.
+            pub mod snapshots {
+                /// `containerd.services.snapshots.v1`.
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.snapshots.v1");
+                }
+            }
+        }
+    }
+    pub use containerd::services::snapshots::v1 as snapshots;
+    pub use containerd::types;
+}

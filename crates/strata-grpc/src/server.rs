@@ -1,0 +1,302 @@
+//! The gRPC service: one handler per RPC, each picking its backend by the request's
+//! `snapshotter` field and running the (blocking) snapshotter call on tokio's blocking pool,
+//! so a slow filesystem walk never stalls the runtime or other requests.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_core::{Error, Filter, Snapshotter};
+use tokio::net::UnixListener;
+use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tonic::{Request, Response, Status};
+
+use crate::convert;
+use crate::proto::snapshots as pb;
+use crate::proto::snapshots::snapshots_server::{Snapshots, SnapshotsServer};
+use crate::status::to_status;
+
+/// The error of a failed server, re-exported so callers need not depend on tonic.
+pub use tonic::transport::Error as TransportError;
+
+/// How many infos one List response message carries (containerd's service uses 100 too).
+const LIST_BATCH: usize = 100;
+
+/// The backends a daemon serves and the names that reach them.
+///
+/// The `snapshotter` field of a request is mapped as follows: empty or `strata` → the
+/// default backend; `<backend>` or `strata-<backend>` → that backend (e.g. `overlay`,
+/// `strata-native`); `overlayfs` → overlay. Any other name is `NotFound`, as containerd's
+/// own snapshots service answers for a snapshotter it has not loaded.
+pub struct Backends {
+    by_name: HashMap<String, Arc<dyn Snapshotter>>,
+    all: Vec<Arc<dyn Snapshotter>>,
+}
+
+impl Backends {
+    /// The set of `backends`, the first of which is the default.
+    pub fn new(backends: Vec<Arc<dyn Snapshotter>>) -> Backends {
+        let mut by_name = HashMap::new();
+        if let Some(default) = backends.first() {
+            by_name.insert(String::new(), Arc::clone(default));
+            by_name.insert("strata".to_owned(), Arc::clone(default));
+        }
+        for backend in &backends {
+            let name = backend.name().to_owned();
+            by_name.insert(format!("strata-{name}"), Arc::clone(backend));
+            if name == "overlay" {
+                by_name.insert("overlayfs".to_owned(), Arc::clone(backend));
+            }
+            by_name.insert(name, Arc::clone(backend));
+        }
+        Backends {
+            by_name,
+            all: backends,
+        }
+    }
+
+    /// The backend a request's `snapshotter` field names.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Snapshotter>, Error> {
+        self.by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownSnapshotter(name.to_owned()))
+    }
+
+    /// Every backend, the default first.
+    pub fn all(&self) -> &[Arc<dyn Snapshotter>] {
+        &self.all
+    }
+
+    /// Closes every backend.
+    pub fn close(&self) {
+        for backend in &self.all {
+            if let Err(e) = backend.close() {
+                tracing::warn!(backend = backend.name(), error = %e, "closing backend failed");
+            }
+        }
+    }
+}
+
+/// The `containerd.services.snapshots.v1.Snapshots` service over a set of backends.
+#[derive(Clone)]
+pub struct SnapshotService {
+    backends: Arc<Backends>,
+}
+
+impl SnapshotService {
+    /// A service answering from `backends`.
+    pub fn new(backends: Arc<Backends>) -> SnapshotService {
+        SnapshotService { backends }
+    }
+
+    /// Runs `f` against the backend named `snapshotter` on the blocking pool, logging the
+    /// operation, its key and duration at debug level and its failure at warn level.
+    async fn run<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        snapshotter: &str,
+        key: &str,
+        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        let backend = self.backends.get(snapshotter).map_err(|e| to_status(&e))?;
+        let start = Instant::now();
+        let result = tokio::task::spawn_blocking(move || f(&*backend))
+            .await
+            .map_err(|e| Status::internal(format!("{op} handler panicked: {e}")))?;
+        let elapsed_us = start.elapsed().as_micros() as u64;
+        match result {
+            Ok(value) => {
+                tracing::debug!(op, key, snapshotter, elapsed_us, "ok");
+                Ok(value)
+            }
+            Err(error) => {
+                let status = to_status(&error);
+                if matches!(error, Error::Io { .. } | Error::Store(_)) {
+                    tracing::warn!(op, key, snapshotter, elapsed_us, %error, "failed");
+                } else {
+                    tracing::debug!(op, key, snapshotter, elapsed_us, code = ?status.code(), %error, "refused");
+                }
+                Err(status)
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Snapshots for SnapshotService {
+    async fn prepare(
+        &self,
+        request: Request<pb::PrepareSnapshotRequest>,
+    ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let (key, parent, labels) = (r.key.clone(), r.parent, convert::labels_from_wire(r.labels));
+        let mounts = self
+            .run("prepare", &r.snapshotter, &r.key, move |s| {
+                s.prepare(&key, &parent, labels)
+            })
+            .await?;
+        Ok(Response::new(pb::PrepareSnapshotResponse {
+            mounts: convert::mounts_to_wire(mounts),
+        }))
+    }
+
+    async fn view(
+        &self,
+        request: Request<pb::ViewSnapshotRequest>,
+    ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let (key, parent, labels) = (r.key.clone(), r.parent, convert::labels_from_wire(r.labels));
+        let mounts = self
+            .run("view", &r.snapshotter, &r.key, move |s| {
+                s.view(&key, &parent, labels)
+            })
+            .await?;
+        Ok(Response::new(pb::ViewSnapshotResponse {
+            mounts: convert::mounts_to_wire(mounts),
+        }))
+    }
+
+    async fn mounts(
+        &self,
+        request: Request<pb::MountsRequest>,
+    ) -> Result<Response<pb::MountsResponse>, Status> {
+        let r = request.into_inner();
+        let key = r.key.clone();
+        let mounts = self
+            .run("mounts", &r.snapshotter, &r.key, move |s| s.mounts(&key))
+            .await?;
+        Ok(Response::new(pb::MountsResponse {
+            mounts: convert::mounts_to_wire(mounts),
+        }))
+    }
+
+    async fn commit(
+        &self,
+        request: Request<pb::CommitSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let (name, key, labels) = (r.name, r.key.clone(), convert::labels_from_wire(r.labels));
+        let parent = Some(r.parent).filter(|p| !p.is_empty());
+        self.run("commit", &r.snapshotter, &r.key, move |s| {
+            s.commit(&name, &key, labels, parent.as_deref())
+        })
+        .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn remove(
+        &self,
+        request: Request<pb::RemoveSnapshotRequest>,
+    ) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        let key = r.key.clone();
+        self.run("remove", &r.snapshotter, &r.key, move |s| s.remove(&key))
+            .await?;
+        Ok(Response::new(()))
+    }
+
+    async fn stat(
+        &self,
+        request: Request<pb::StatSnapshotRequest>,
+    ) -> Result<Response<pb::StatSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let key = r.key.clone();
+        let info = self
+            .run("stat", &r.snapshotter, &r.key, move |s| s.stat(&key))
+            .await?;
+        Ok(Response::new(pb::StatSnapshotResponse {
+            info: Some(convert::info_to_wire(info)),
+        }))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateSnapshotRequest>,
+    ) -> Result<Response<pb::UpdateSnapshotResponse>, Status> {
+        let r = request.into_inner();
+        let info = r
+            .info
+            .ok_or_else(|| Status::invalid_argument("update request carries no info"))?;
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let key = info.name.clone();
+        let labels = convert::labels_from_wire(info.labels);
+        let info = self
+            .run("update", &r.snapshotter, &info.name, move |s| {
+                s.update(&key, &labels, &paths)
+            })
+            .await?;
+        Ok(Response::new(pb::UpdateSnapshotResponse {
+            info: Some(convert::info_to_wire(info)),
+        }))
+    }
+
+    type ListStream = ReceiverStream<Result<pb::ListSnapshotsResponse, Status>>;
+
+    async fn list(
+        &self,
+        request: Request<pb::ListSnapshotsRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
+        let r = request.into_inner();
+        let backend = self
+            .backends
+            .get(&r.snapshotter)
+            .map_err(|e| to_status(&e))?;
+        let filter = Filter::parse_all(&r.filters).map_err(|e| to_status(&Error::from(e)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut batch = Vec::with_capacity(LIST_BATCH);
+            let result = backend.walk(&filter, &mut |info| {
+                batch.push(convert::info_to_wire(info));
+                if batch.len() == LIST_BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+                    // The client went away: stop walking.
+                    tx.blocking_send(Ok(pb::ListSnapshotsResponse { info: full }))
+                        .map_err(|_| Error::Closed)?;
+                }
+                Ok(())
+            });
+            let last = match result {
+                Ok(()) if batch.is_empty() => return,
+                Ok(()) => Ok(pb::ListSnapshotsResponse { info: batch }),
+                Err(Error::Closed) => return,
+                Err(e) => Err(to_status(&e)),
+            };
+            let _ = tx.blocking_send(last);
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn usage(
+        &self,
+        request: Request<pb::UsageRequest>,
+    ) -> Result<Response<pb::UsageResponse>, Status> {
+        let r = request.into_inner();
+        let key = r.key.clone();
+        let usage = self
+            .run("usage", &r.snapshotter, &r.key, move |s| s.usage(&key))
+            .await?;
+        Ok(Response::new(convert::usage_to_wire(usage)))
+    }
+
+    async fn cleanup(&self, request: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
+        let r = request.into_inner();
+        self.run("cleanup", &r.snapshotter, "", |s| s.cleanup())
+            .await?;
+        Ok(Response::new(()))
+    }
+}
+
+/// Serves `backends` on `listener` until `shutdown` resolves, then lets in-flight requests
+/// finish.
+pub async fn serve(
+    listener: UnixListener,
+    backends: Arc<Backends>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(SnapshotsServer::new(SnapshotService::new(backends)))
+        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+        .await
+}

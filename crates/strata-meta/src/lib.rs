@@ -1,0 +1,18 @@
+//! Snapshot metadata, kept in one redb database per backend.
+//!
+//! Every read happens in one consistent read transaction ([`Store::read`]); every change in a
+//! write transaction ([`Store::write`]) that is durable (fsync'd) before the call returns.
+//! Concurrent writers are *group-committed*: one thread applies every write waiting at that
+//! moment in a single transaction and commits it once, and only then answers each caller, so
+//! throughput grows with concurrency while no write is acknowledged before it is durable.
+//! redb's types never leave this crate.
+#![forbid(unsafe_code)]
+
+mod codec;
+mod store;
+mod tables;
+mod tx;
+
+pub use codec::Record;
+pub use store::{SCHEMA_VERSION, Store};
+pub use tx::{CreatePlan, ReadTx, Snapshot, WriteTx};

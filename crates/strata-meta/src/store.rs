@@ -1,0 +1,237 @@
+//! Opening the database and running transactions: consistent reads, and group-committed
+//! durable writes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use strata_core::{Error, Result, crash};
+
+use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
+use crate::tx::{ReadTx, StoreContext, WriteTx};
+
+/// Version of the table layout this build writes. Bumped on any incompatible change; a
+/// store written by a newer version is refused rather than misread.
+pub const SCHEMA_VERSION: u64 = 1;
+
+/// Most operations applied in one group commit; bounds the latency a batch adds.
+const MAX_BATCH: usize = 256;
+
+/// Called after the batch's commit with `None` on success or the commit error's message.
+type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+/// One queued write: given the batch's transaction (or the reason there is none), runs the
+/// operation and returns how to answer its caller once the batch is durable.
+type Job = Box<dyn FnOnce(std::result::Result<&mut WriteTx<'_>, &str>) -> Completion + Send>;
+
+/// The metadata store of one backend.
+pub struct Store {
+    db: Arc<Database>,
+    path: PathBuf,
+    queue: RwLock<Option<Sender<Job>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating if absent) the store at `path`. A store that cannot be read, or that
+    /// a newer Strata wrote, is an error naming the file and what to do; never an empty start.
+    pub fn open(path: &Path) -> Result<Store> {
+        let shown = path.display();
+        let db = Database::builder().create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
+                "metadata store {shown} is already open by another process"
+            )),
+            other => Error::Store(format!(
+                "metadata store {shown} cannot be opened: {other}. If the file is damaged, \
+                 stop Strata, move it aside and restore it from a backup; `strata fsck` \
+                 reports what the snapshot directories then hold"
+            )),
+        })?;
+        let txn = db.begin_write().store("starting initial transaction")?;
+        {
+            txn.open_table(SNAPSHOTS)
+                .store("creating snapshots table")?;
+            txn.open_table(IDS).store("creating ids table")?;
+            txn.open_multimap_table(CHILDREN)
+                .store("creating parents index")?;
+            txn.open_multimap_table(LABELS)
+                .store("creating labels index")?;
+            let mut meta = txn.open_table(META).store("creating meta table")?;
+            let version = meta
+                .get(SCHEMA_VERSION_KEY)
+                .store("reading schema version")?
+                .map(|v| v.value());
+            match version {
+                None => {
+                    meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
+                        .store("writing schema version")?;
+                }
+                Some(SCHEMA_VERSION) => {}
+                Some(v) => {
+                    return Err(Error::Store(format!(
+                        "metadata store {shown} has schema version {v}, this Strata reads \
+                         version {SCHEMA_VERSION}: run the Strata release that wrote it"
+                    )));
+                }
+            }
+        }
+        txn.commit().store("committing initial transaction")?;
+
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_db = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("strata-meta-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx))
+            .map_err(|e| Error::Store(format!("spawning the metadata writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+            queue: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// The file this store lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in a read transaction: a consistent snapshot of the store that concurrent
+    /// writes do not disturb.
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let txn = self.db.begin_read().store("starting read transaction")?;
+        f(&ReadTx::open(&txn)?)
+    }
+
+    /// Runs `f` in a write transaction and returns once its effect is durable.
+    ///
+    /// `f` may share its transaction with other callers' operations (group commit), so it
+    /// must either fail before its first write or not fail at all: [`WriteTx`]'s methods
+    /// check before they write, and callers do their own fallible work (like renaming a
+    /// directory into place) between a method's check and its write. Should an operation
+    /// fail after writing, the whole batch is rolled back and every caller in it told so.
+    pub fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut WriteTx<'_>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<T>>(1);
+        let job: Job = Box::new(move |tx| {
+            let result = match tx {
+                Ok(tx) => {
+                    tx.wrote = false;
+                    let result = f(tx);
+                    if let Err(e) = &result
+                        && tx.wrote
+                    {
+                        tracing::error!(error = %e, "metadata operation failed after writing; aborting its batch");
+                        tx.poison();
+                    }
+                    result
+                }
+                Err(reason) => Err(Error::Store(reason.to_owned())),
+            };
+            Box::new(move |commit_error: Option<&str>| {
+                let result = match (result, commit_error) {
+                    (Ok(_), Some(e)) => Err(Error::Store(e.to_owned())),
+                    (r, _) => r,
+                };
+                let _ = reply_tx.send(result);
+            })
+        });
+        {
+            let queue = self.queue.read().expect("queue lock poisoned");
+            let sender = queue.as_ref().ok_or(Error::Closed)?;
+            sender.send(job).map_err(|_| Error::Closed)?;
+        }
+        reply_rx
+            .recv()
+            .unwrap_or_else(|_| Err(Error::Store("metadata writer thread stopped".into())))
+    }
+
+    /// Stops the writer (after the writes already queued) and refuses further operations.
+    /// Idempotent.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.queue.write().expect("queue lock poisoned").take();
+        if let Some(writer) = self.writer.lock().expect("writer lock poisoned").take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn writer_loop(db: &Database, jobs: Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_batch(db, batch);
+    }
+}
+
+fn run_batch(db: &Database, batch: Vec<Job>) {
+    let txn = match db.begin_write() {
+        Ok(txn) => txn,
+        Err(e) => {
+            let reason = format!("starting write transaction: {e}");
+            for job in batch {
+                job(Err(&reason))(None);
+            }
+            return;
+        }
+    };
+    let mut completions = Vec::with_capacity(batch.len());
+    let poisoned = match WriteTx::open(&txn) {
+        Ok(mut tx) => {
+            for job in batch {
+                completions.push(job(Ok(&mut tx)));
+            }
+            tx.poisoned()
+        }
+        Err(e) => {
+            let reason = e.to_string();
+            for job in batch {
+                completions.push(job(Err(&reason)));
+            }
+            false
+        }
+    };
+    crash::point("meta-before-commit");
+    let outcome = if poisoned {
+        let _ = txn.abort();
+        Err("the transaction was rolled back because an operation in it failed part-way".to_owned())
+    } else {
+        txn.commit()
+            .map_err(|e| format!("committing metadata: {e}"))
+    };
+    crash::point("meta-after-commit");
+    let error = outcome.err();
+    for complete in completions {
+        complete(error.as_deref());
+    }
+}

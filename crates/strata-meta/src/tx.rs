@@ -1,0 +1,543 @@
+//! Read and write transactions over the tables, with containerd's `storage` semantics:
+//! which checks an operation makes, in which order, and which error each failure returns.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::SystemTime;
+
+use redb::{
+    MultimapTable, ReadOnlyMultimapTable, ReadOnlyTable, ReadTransaction, ReadableMultimapTable,
+    ReadableTable, Table, WriteTransaction,
+};
+use strata_core::labels;
+use strata_core::snapshot::Labels;
+use strata_core::{Error, Filter, Info, Kind, Result, Usage};
+
+use crate::codec::Record;
+use crate::tables::{CHILDREN, IDS, LABELS, META, NEXT_ID_KEY, SNAPSHOTS, label_entry};
+
+/// What a backend needs to build a snapshot's mounts: its id, kind and the ids of its
+/// ancestors, nearest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The snapshot's numeric id.
+    pub id: u64,
+    /// Its kind.
+    pub kind: Kind,
+    /// Ids of the parent, grandparent, … (nearest first, as overlay's `lowerdir` wants).
+    pub parent_ids: Vec<u64>,
+}
+
+/// A validated, not yet applied creation: the output of [`WriteTx::plan_create`]. Its id is
+/// the one the snapshot will get, so the backend can put the directory in place before
+/// [`WriteTx::create`] records it.
+#[derive(Debug, Clone)]
+pub struct CreatePlan {
+    /// The id the snapshot will have.
+    pub id: u64,
+    /// Its kind (Active or View).
+    pub kind: Kind,
+    /// Its key.
+    pub key: String,
+    /// Its parent's key, empty for none.
+    pub parent: String,
+    /// Ancestor ids, nearest first.
+    pub parent_ids: Vec<u64>,
+}
+
+/// Extension to turn redb's many error types into [`Error::Store`] with context.
+pub(crate) trait StoreContext<T> {
+    fn store(self, what: &str) -> Result<T>;
+}
+
+impl<T, E: std::fmt::Display> StoreContext<T> for std::result::Result<T, E> {
+    fn store(self, what: &str) -> Result<T> {
+        self.map_err(|e| Error::Store(format!("{what}: {e}")))
+    }
+}
+
+/// Any table of snapshot records: the read-only one of a read transaction or the writable
+/// one of a write transaction.
+trait Snapshots: ReadableTable<&'static str, &'static [u8]> {}
+impl<T: ReadableTable<&'static str, &'static [u8]>> Snapshots for T {}
+
+/// Any multimap of key → keys (the parents and labels indexes).
+trait Index: ReadableMultimapTable<&'static str, &'static str> {}
+impl<T: ReadableMultimapTable<&'static str, &'static str>> Index for T {}
+
+fn get_record(t: &impl Snapshots, key: &str) -> Result<Option<Record>> {
+    match t.get(key).store("reading snapshot record")? {
+        Some(v) => Record::decode(key, v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn must_get(t: &impl Snapshots, key: &str) -> Result<Record> {
+    get_record(t, key)?.ok_or_else(|| Error::not_found(key))
+}
+
+/// Ids of `record`'s ancestors, nearest first.
+fn parent_ids(t: &impl Snapshots, key: &str, record: &Record) -> Result<Vec<u64>> {
+    let mut ids = Vec::new();
+    let mut parent = record.parent.clone();
+    let mut child = key.to_owned();
+    while !parent.is_empty() {
+        let p = get_record(t, &parent)?.ok_or_else(|| {
+            Error::Store(format!(
+                "snapshot {child:?} has a missing parent {parent:?}"
+            ))
+        })?;
+        ids.push(p.id);
+        child = std::mem::replace(&mut parent, p.parent);
+    }
+    Ok(ids)
+}
+
+fn has_children(t: &impl Index, key: &str) -> Result<bool> {
+    Ok(!t.get(key).store("reading parents index")?.is_empty())
+}
+
+fn walk(
+    snapshots: &impl Snapshots,
+    labels_index: &impl Index,
+    filter: &Filter,
+    f: &mut dyn FnMut(Info) -> Result<()>,
+) -> Result<()> {
+    // A filter in which every alternative requires some `labels.k==v` can be answered from
+    // the labels index: cost in proportion to the matches, not to the store.
+    if let Some(required) = filter.required_label_equalities() {
+        let mut keys = BTreeSet::new();
+        for (k, v) in required {
+            for key in labels_index
+                .get(label_entry(&k, &v).as_str())
+                .store("reading labels index")?
+            {
+                keys.insert(key.store("reading labels index")?.value().to_owned());
+            }
+        }
+        for key in keys {
+            if let Some(record) = get_record(snapshots, &key)? {
+                let info = record.info(&key);
+                if filter.matches(&info) {
+                    f(info)?;
+                }
+            }
+        }
+        return Ok(());
+    }
+    for entry in snapshots.range::<&str>(..).store("iterating snapshots")? {
+        let (k, v) = entry.store("iterating snapshots")?;
+        let key = k.value();
+        let info = Record::decode(key, v.value())?.info(key);
+        if filter.matches(&info) {
+            f(info)?;
+        }
+    }
+    Ok(())
+}
+
+/// containerd's `storage.CreateSnapshot` checks: `NotFound` for a missing parent,
+/// `InvalidArgument` for a parent that is not committed, `AlreadyExists` for a taken key.
+fn plan_create(
+    t: &impl Snapshots,
+    kind: Kind,
+    key: &str,
+    parent: &str,
+    id: u64,
+) -> Result<CreatePlan> {
+    if kind == Kind::Committed {
+        return Err(strata_core::invalid!(
+            "only active or view snapshots can be created"
+        ));
+    }
+    let mut parent_chain = Vec::new();
+    if !parent.is_empty() {
+        let p = get_record(t, parent)?.ok_or_else(|| Error::parent_not_found(parent, key))?;
+        if p.kind != Kind::Committed {
+            return Err(strata_core::invalid!(
+                "parent {parent:?} is not a committed snapshot (it is {})",
+                p.kind
+            ));
+        }
+        parent_chain.push(p.id);
+        parent_chain.extend(parent_ids(t, parent, &p)?);
+    }
+    if get_record(t, key)?.is_some() {
+        return Err(Error::AlreadyExists {
+            key: key.to_owned(),
+        });
+    }
+    Ok(CreatePlan {
+        id,
+        kind,
+        key: key.to_owned(),
+        parent: parent.to_owned(),
+        parent_ids: parent_chain,
+    })
+}
+
+/// containerd's `storage.CommitActive` checks, in its order: `AlreadyExists` for a taken
+/// name, `NotFound` for a missing key, `FailedPrecondition` for a key that is not active;
+/// then the rebase rules for `parent`. Returns the active record and the parent the
+/// committed snapshot will have.
+fn check_commit(
+    t: &impl Snapshots,
+    key: &str,
+    name: &str,
+    parent: Option<&str>,
+    expected_id: Option<u64>,
+) -> Result<(Record, String)> {
+    if get_record(t, name)?.is_some() {
+        return Err(Error::AlreadyExists {
+            key: name.to_owned(),
+        });
+    }
+    let record = must_get(t, key)?;
+    if record.kind != Kind::Active {
+        return Err(Error::FailedPrecondition(format!(
+            "snapshot {key:?} is not active (it is {}); only active snapshots can be committed",
+            record.kind
+        )));
+    }
+    if expected_id.is_some_and(|id| id != record.id) {
+        return Err(Error::FailedPrecondition(format!(
+            "snapshot {key:?} was replaced while it was being committed"
+        )));
+    }
+    let new_parent = match parent.filter(|p| !p.is_empty()) {
+        None => record.parent.clone(),
+        Some(p) if p == record.parent => record.parent.clone(),
+        Some(p) if record.parent.is_empty() => {
+            let pr = get_record(t, p)?.ok_or_else(|| Error::parent_not_found(p, key))?;
+            if pr.kind != Kind::Committed {
+                return Err(strata_core::invalid!(
+                    "parent {p:?} is not a committed snapshot"
+                ));
+            }
+            p.to_owned()
+        }
+        Some(p) => {
+            return Err(strata_core::invalid!(
+                "commit of {key:?} names parent {p:?} but the snapshot was prepared on {:?}",
+                record.parent
+            ));
+        }
+    };
+    Ok((record, new_parent))
+}
+
+fn collect_ids(t: &impl ReadableTable<u64, &'static str>) -> Result<HashSet<u64>> {
+    let mut ids = HashSet::new();
+    for entry in t.range::<u64>(..).store("iterating ids")? {
+        ids.insert(entry.store("iterating ids")?.0.value());
+    }
+    Ok(ids)
+}
+
+/// A consistent, read-only view of the store.
+pub struct ReadTx {
+    snapshots: ReadOnlyTable<&'static str, &'static [u8]>,
+    ids: ReadOnlyTable<u64, &'static str>,
+    children: ReadOnlyMultimapTable<&'static str, &'static str>,
+    labels: ReadOnlyMultimapTable<&'static str, &'static str>,
+}
+
+impl ReadTx {
+    pub(crate) fn open(txn: &ReadTransaction) -> Result<ReadTx> {
+        Ok(ReadTx {
+            snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
+            ids: txn.open_table(IDS).store("opening ids table")?,
+            children: txn
+                .open_multimap_table(CHILDREN)
+                .store("opening parents index")?,
+            labels: txn
+                .open_multimap_table(LABELS)
+                .store("opening labels index")?,
+        })
+    }
+
+    /// The record of `key`, or `NotFound`.
+    pub fn get(&self, key: &str) -> Result<Record> {
+        must_get(&self.snapshots, key)
+    }
+
+    /// The info of `key`, or `NotFound`.
+    pub fn stat(&self, key: &str) -> Result<Info> {
+        Ok(self.get(key)?.info(key))
+    }
+
+    /// The id, kind and ancestor ids of `key`, or `NotFound`.
+    pub fn snapshot(&self, key: &str) -> Result<Snapshot> {
+        let record = self.get(key)?;
+        let parent_ids = parent_ids(&self.snapshots, key, &record)?;
+        Ok(Snapshot {
+            id: record.id,
+            kind: record.kind,
+            parent_ids,
+        })
+    }
+
+    /// Whether some snapshot has `key` as its parent.
+    pub fn has_children(&self, key: &str) -> Result<bool> {
+        has_children(&self.children, key)
+    }
+
+    /// Calls `f` for every snapshot matching `filter`, in key order.
+    pub fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()> {
+        walk(&self.snapshots, &self.labels, filter, f)
+    }
+
+    /// Every id the store knows.
+    pub fn ids(&self) -> Result<HashSet<u64>> {
+        collect_ids(&self.ids)
+    }
+
+    /// The checks of [`WriteTx::plan_create`], ahead of the write (the id is not assigned).
+    pub fn plan_create(&self, kind: Kind, key: &str, parent: &str) -> Result<CreatePlan> {
+        plan_create(&self.snapshots, kind, key, parent, 0)
+    }
+
+    /// The checks of [`WriteTx::commit`], ahead of the write.
+    pub fn check_commit(
+        &self,
+        key: &str,
+        name: &str,
+        parent: Option<&str>,
+    ) -> Result<(Record, String)> {
+        check_commit(&self.snapshots, key, name, parent, None)
+    }
+
+    /// Calls `f` with every (key, record) pair, in key order.
+    pub fn for_each(&self, f: &mut dyn FnMut(&str, Record) -> Result<()>) -> Result<()> {
+        for entry in self
+            .snapshots
+            .range::<&str>(..)
+            .store("iterating snapshots")?
+        {
+            let (k, v) = entry.store("iterating snapshots")?;
+            f(k.value(), Record::decode(k.value(), v.value())?)?;
+        }
+        Ok(())
+    }
+}
+
+/// The write side of one group-committed transaction. Every method checks first and writes
+/// last, so an operation that fails has changed nothing: that is what lets several
+/// operations share one transaction (see [`crate::Store::write`]).
+pub struct WriteTx<'t> {
+    snapshots: Table<'t, &'static str, &'static [u8]>,
+    ids: Table<'t, u64, &'static str>,
+    children: MultimapTable<'t, &'static str, &'static str>,
+    labels: MultimapTable<'t, &'static str, &'static str>,
+    meta: Table<'t, &'static str, u64>,
+    /// Set by every write, cleared by the store before each operation.
+    pub(crate) wrote: bool,
+    /// Set when an operation failed after writing: the batch must not commit.
+    poisoned: bool,
+}
+
+impl<'t> WriteTx<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTx<'t>> {
+        Ok(WriteTx {
+            snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
+            ids: txn.open_table(IDS).store("opening ids table")?,
+            children: txn
+                .open_multimap_table(CHILDREN)
+                .store("opening parents index")?,
+            labels: txn
+                .open_multimap_table(LABELS)
+                .store("opening labels index")?,
+            meta: txn.open_table(META).store("opening meta table")?,
+            wrote: false,
+            poisoned: false,
+        })
+    }
+
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    pub(crate) fn poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// The record of `key`, or `NotFound`.
+    pub fn get(&self, key: &str) -> Result<Record> {
+        must_get(&self.snapshots, key)
+    }
+
+    /// Whether some snapshot has `key` as its parent.
+    pub fn has_children(&self, key: &str) -> Result<bool> {
+        has_children(&self.children, key)
+    }
+
+    fn next_id(&self) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(NEXT_ID_KEY)
+            .store("reading next id")?
+            .map(|v| v.value())
+            .unwrap_or(1))
+    }
+
+    /// Every id the store knows, this transaction's writes included.
+    pub fn ids(&self) -> Result<HashSet<u64>> {
+        collect_ids(&self.ids)
+    }
+
+    /// Checks that an Active or View snapshot `key` can be created on `parent` and assigns
+    /// its id, without writing anything (errors as containerd's `storage.CreateSnapshot`:
+    /// `NotFound` for a missing parent, `InvalidArgument` for a parent that is not committed,
+    /// `AlreadyExists` for a taken key).
+    pub fn plan_create(&self, kind: Kind, key: &str, parent: &str) -> Result<CreatePlan> {
+        plan_create(&self.snapshots, kind, key, parent, self.next_id()?)
+    }
+
+    /// Raises the next id to at least `min` (so ids already used on disk are never reused).
+    pub fn reserve_ids_below(&mut self, min: u64) -> Result<()> {
+        if self.next_id()? < min {
+            self.wrote = true;
+            self.meta
+                .insert(NEXT_ID_KEY, min)
+                .store("writing next id")?;
+        }
+        Ok(())
+    }
+
+    /// Records the snapshot planned by [`WriteTx::plan_create`] with `labels`, created and
+    /// updated now.
+    pub fn create(&mut self, plan: CreatePlan, labels: Labels) -> Result<Snapshot> {
+        labels::validate(&labels)?;
+        let now = SystemTime::now();
+        let record = Record {
+            id: plan.id,
+            kind: plan.kind,
+            parent: plan.parent,
+            labels: labels::without_empty(labels),
+            created: now,
+            updated: now,
+            usage: None,
+        };
+        self.wrote = true;
+        self.put(&plan.key, &record)?;
+        self.ids
+            .insert(plan.id, plan.key.as_str())
+            .store("writing ids")?;
+        if !record.parent.is_empty() {
+            self.children
+                .insert(record.parent.as_str(), plan.key.as_str())
+                .store("writing parents index")?;
+        }
+        self.meta
+            .insert(NEXT_ID_KEY, plan.id + 1)
+            .store("writing next id")?;
+        Ok(Snapshot {
+            id: plan.id,
+            kind: plan.kind,
+            parent_ids: plan.parent_ids,
+        })
+    }
+
+    /// Commits the active snapshot `key` as `name` (errors as containerd's
+    /// `storage.CommitActive`: `AlreadyExists` for a taken name, `NotFound` for a missing key,
+    /// `FailedPrecondition` for a key that is not active; `parent`, containerd 2.2's rebase,
+    /// must equal the snapshot's parent or, if it had none, name a committed snapshot, else
+    /// `InvalidArgument`; `expected_id` guards against `key` having been replaced since the
+    /// caller measured its usage): the record moves to `name`, keeps its id, becomes Committed with
+    /// `labels` (replacing the active one's), `usage`, and created = updated = now.
+    pub fn commit(
+        &mut self,
+        key: &str,
+        name: &str,
+        labels: Labels,
+        parent: Option<&str>,
+        usage: Usage,
+        expected_id: Option<u64>,
+    ) -> Result<u64> {
+        labels::validate(&labels)?;
+        let (old, new_parent) = check_commit(&self.snapshots, key, name, parent, expected_id)?;
+        let now = SystemTime::now();
+        let record = Record {
+            id: old.id,
+            kind: Kind::Committed,
+            parent: new_parent,
+            labels: labels::without_empty(labels),
+            created: now,
+            updated: now,
+            usage: Some(usage),
+        };
+        self.wrote = true;
+        self.delete(key, &old)?;
+        self.put(name, &record)?;
+        self.ids.insert(record.id, name).store("writing ids")?;
+        if !record.parent.is_empty() {
+            self.children
+                .insert(record.parent.as_str(), name)
+                .store("writing parents index")?;
+        }
+        Ok(record.id)
+    }
+
+    /// Removes snapshot `key` and returns its record. `NotFound` if absent,
+    /// `FailedPrecondition` if it has children.
+    pub fn remove(&mut self, key: &str) -> Result<Record> {
+        let record = self.get(key)?;
+        if self.has_children(key)? {
+            return Err(Error::FailedPrecondition(format!(
+                "cannot remove snapshot {key:?}: it has children"
+            )));
+        }
+        self.wrote = true;
+        self.delete(key, &record)?;
+        self.ids.remove(record.id).store("writing ids")?;
+        Ok(record)
+    }
+
+    /// Applies an Update of labels (containerd's field-mask rules) and returns the new info.
+    pub fn update(&mut self, key: &str, requested: &Labels, fieldpaths: &[String]) -> Result<Info> {
+        let mut record = self.get(key)?;
+        let labels = labels::apply_update(key, &record.labels, requested, fieldpaths)?;
+        labels::validate(&labels)?;
+        self.wrote = true;
+        self.unindex_labels(key, &record)?;
+        record.labels = labels;
+        record.updated = SystemTime::now();
+        self.put(key, &record)?;
+        Ok(record.info(key))
+    }
+
+    /// Writes a record and its labels-index entries.
+    fn put(&mut self, key: &str, record: &Record) -> Result<()> {
+        self.snapshots
+            .insert(key, record.encode().as_slice())
+            .store("writing snapshot record")?;
+        for (k, v) in &record.labels {
+            self.labels
+                .insert(label_entry(k, v).as_str(), key)
+                .store("writing labels index")?;
+        }
+        Ok(())
+    }
+
+    /// Deletes a record with its labels-index and parents-index entries.
+    fn delete(&mut self, key: &str, record: &Record) -> Result<()> {
+        self.snapshots
+            .remove(key)
+            .store("deleting snapshot record")?;
+        self.unindex_labels(key, record)?;
+        if !record.parent.is_empty() {
+            self.children
+                .remove(record.parent.as_str(), key)
+                .store("writing parents index")?;
+        }
+        Ok(())
+    }
+
+    fn unindex_labels(&mut self, key: &str, record: &Record) -> Result<()> {
+        for (k, v) in &record.labels {
+            self.labels
+                .remove(label_entry(k, v).as_str(), key)
+                .store("writing labels index")?;
+        }
+        Ok(())
+    }
+}

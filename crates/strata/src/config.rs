@@ -1,0 +1,145 @@
+//! Daemon configuration: a TOML file where every key is optional, overridden by flags.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default root directory.
+pub const DEFAULT_ROOT: &str = "/var/lib/strata";
+/// Default socket path.
+pub const DEFAULT_ADDRESS: &str = "/run/strata/strata.sock";
+/// Default configuration file, read when it exists and no `--config` is given.
+pub const DEFAULT_CONFIG: &str = "/etc/strata/config.toml";
+/// Every backend this build knows.
+pub const KNOWN_BACKENDS: &[&str] = &["overlay", "native"];
+
+/// The daemon's configuration (see `contrib/config.toml` for a commented example).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Root directory; each backend keeps its data in `<root>/<backend>`.
+    pub root: PathBuf,
+    /// Unix socket to serve the snapshots API on.
+    pub address: PathBuf,
+    /// Backend used for requests whose `snapshotter` field is empty or `strata`.
+    pub backend: String,
+    /// Backends served (the default one is always served).
+    pub backends: Vec<String>,
+    /// Group owning the socket (name or number); empty leaves it root's.
+    pub socket_group: String,
+    /// Remove directories during Remove rather than at Cleanup.
+    pub sync_remove: bool,
+    /// Flush the filesystem before recording each Commit.
+    pub sync_commit: bool,
+    /// Log filter when `RUST_LOG` is unset (`info`, `debug`, `strata=debug`, …).
+    pub log_level: String,
+    /// Overlay backend settings.
+    pub overlay: OverlayConfig,
+}
+
+/// `[overlay]` settings.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverlayConfig {
+    /// Add the `containerd.io/snapshot/overlay.upperdir` label to every snapshot's info.
+    pub upperdir_label: bool,
+    /// Extra options put on every overlay mount.
+    pub mount_options: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            root: DEFAULT_ROOT.into(),
+            address: DEFAULT_ADDRESS.into(),
+            backend: "overlay".into(),
+            backends: KNOWN_BACKENDS.iter().map(|s| s.to_string()).collect(),
+            socket_group: String::new(),
+            sync_remove: false,
+            sync_commit: false,
+            log_level: "info".into(),
+            overlay: OverlayConfig::default(),
+        }
+    }
+}
+
+/// A configuration problem, naming the file or the key.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads `path`; with `explicit` false a missing file means the defaults.
+    pub fn load(path: &Path, explicit: bool) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text)
+                .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(ConfigError(format!("config {}: {e}", path.display()))),
+        }
+    }
+
+    /// Parses TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError(e.to_string()))?;
+        Ok(config)
+    }
+
+    /// The backends to serve, the default first, each once; an unknown name is an error.
+    pub fn served_backends(&self) -> Result<Vec<String>, ConfigError> {
+        let mut names = vec![self.backend.clone()];
+        for b in &self.backends {
+            if !names.contains(b) {
+                names.push(b.clone());
+            }
+        }
+        for name in &names {
+            if !KNOWN_BACKENDS.contains(&name.as_str()) {
+                return Err(ConfigError(format!(
+                    "unknown backend {name:?}; known backends: {}",
+                    KNOWN_BACKENDS.join(", ")
+                )));
+            }
+        }
+        Ok(names)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An empty file is the defaults; every key is optional.
+    #[test]
+    fn empty_is_default() {
+        assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    /// Keys are read, and a misspelt key is an error rather than silently ignored.
+    #[test]
+    fn keys_and_typos() {
+        let c = Config::parse(
+            "root = \"/x\"\nbackend = \"native\"\n[overlay]\nmount_options = [\"volatile\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.root, PathBuf::from("/x"));
+        assert_eq!(c.served_backends().unwrap(), vec!["native", "overlay"]);
+        assert_eq!(c.overlay.mount_options, vec!["volatile"]);
+        assert!(Config::parse("roots = \"/x\"").is_err());
+        assert!(
+            Config::parse("backend = \"zfs\"")
+                .unwrap()
+                .served_backends()
+                .is_err()
+        );
+    }
+}

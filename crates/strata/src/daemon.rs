@@ -1,0 +1,217 @@
+//! `strata serve`: lock the root, open the backends (recovering from any crash), serve the
+//! snapshots API on a unix socket until SIGTERM or SIGINT, then drain and close.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use strata_backend::native::Native;
+use strata_backend::overlay::{Overlay, OverlayOptions};
+use strata_backend::{Engine, EngineOptions, Recovery};
+use strata_core::Snapshotter;
+use strata_grpc::server::{Backends, TransportError, serve};
+use strata_sys::lock::RootLock;
+
+use crate::config::{Config, ConfigError};
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    /// Another daemon holds the root.
+    #[error("another strata daemon is using root {root} (it holds {lock}); stop it first")]
+    Locked {
+        /// The root directory.
+        root: PathBuf,
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The socket path is served by a live process.
+    #[error("socket {0} is in use by a running process; is another strata daemon serving it?")]
+    SocketInUse(PathBuf),
+    /// A backend could not be opened.
+    #[error("opening the {backend} backend: {source}")]
+    Backend {
+        /// The backend's name.
+        backend: String,
+        /// What failed.
+        source: strata_core::Error,
+    },
+    /// A filesystem step failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// The step.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("serving: {0}")]
+    Serve(#[from] TransportError),
+}
+
+fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let path = path.to_owned();
+    move |source| DaemonError::Io { op, path, source }
+}
+
+/// Opens every configured backend under `config.root`, the default first.
+pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, DaemonError> {
+    let options = EngineOptions {
+        sync_remove: config.sync_remove,
+        sync_commit: config.sync_commit,
+        upperdir_label: false,
+    };
+    let mut backends: Vec<Arc<dyn Snapshotter>> = Vec::new();
+    for name in config.served_backends()? {
+        let root = config.root.join(&name);
+        let fail = |source| DaemonError::Backend {
+            backend: name.clone(),
+            source,
+        };
+        let (backend, recovery): (Arc<dyn Snapshotter>, Recovery) = match name.as_str() {
+            "overlay" => {
+                let driver = Overlay::new(
+                    &root,
+                    OverlayOptions::probe(config.overlay.mount_options.clone()),
+                )
+                .map_err(fail)?;
+                let options = EngineOptions {
+                    upperdir_label: config.overlay.upperdir_label,
+                    ..options.clone()
+                };
+                let (engine, recovery) = Engine::open(&root, driver, options).map_err(fail)?;
+                (Arc::new(engine), recovery)
+            }
+            "native" => {
+                let (engine, recovery) =
+                    Engine::open(&root, Native, options.clone()).map_err(fail)?;
+                (Arc::new(engine), recovery)
+            }
+            other => unreachable!("served_backends() admitted unknown backend {other}"),
+        };
+        report_recovery(&name, &recovery);
+        backends.push(backend);
+    }
+    Ok(backends)
+}
+
+fn report_recovery(backend: &str, r: &Recovery) {
+    if r.temp_dirs_removed > 0 || r.orphan_dirs > 0 || r.missing_dirs > 0 {
+        tracing::warn!(
+            backend,
+            snapshots = r.snapshots,
+            temp_dirs_removed = r.temp_dirs_removed,
+            orphan_dirs_awaiting_cleanup = r.orphan_dirs,
+            snapshots_missing_directories = r.missing_dirs,
+            "recovered from an unclean stop"
+        );
+    } else {
+        tracing::info!(backend, snapshots = r.snapshots, "backend ready");
+    }
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), DaemonError> {
+    create_dir_mode(&config.root, 0o700)?;
+    let lock_path = config.root.join("strata.lock");
+    let _lock = RootLock::try_acquire(&lock_path)
+        .map_err(io("lock", &lock_path))?
+        .ok_or_else(|| DaemonError::Locked {
+            root: config.root.clone(),
+            lock: lock_path.clone(),
+        })?;
+
+    let backends = Arc::new(Backends::new(open_backends(&config)?));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("strata")
+        .build()
+        .map_err(io("starting runtime", Path::new("-")))?;
+    let result = runtime.block_on(async {
+        let listener = bind_socket(&config)?;
+        tracing::info!(
+            address = %config.address.display(),
+            root = %config.root.display(),
+            backends = ?backends.all().iter().map(|b| b.name()).collect::<Vec<_>>(),
+            "serving"
+        );
+        serve(listener, Arc::clone(&backends), shutdown_signal()).await?;
+        Ok::<(), DaemonError>(())
+    });
+    tracing::info!("shutting down: closing backends");
+    backends.close();
+    let _ = std::fs::remove_file(&config.address);
+    result
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Binds the socket, replacing a stale socket file left by a crash (but never one a live
+/// process answers on), with mode 0660 and the configured group.
+fn bind_socket(config: &Config) -> Result<tokio::net::UnixListener, DaemonError> {
+    let path = &config.address;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        if !parent.exists() {
+            create_dir_mode(parent, 0o750)?;
+        }
+    }
+    if std::fs::symlink_metadata(path).is_ok() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(DaemonError::SocketInUse(path.clone()));
+        }
+        std::fs::remove_file(path).map_err(io("removing stale socket", path))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(io("bind", path))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .map_err(io("chmod", path))?;
+    if !config.socket_group.is_empty() {
+        let gid = resolve_group(&config.socket_group).ok_or_else(|| {
+            ConfigError(format!(
+                "socket_group {:?} is not a known group",
+                config.socket_group
+            ))
+        })?;
+        std::os::unix::fs::chown(path, None, Some(gid)).map_err(io("chown", path))?;
+    }
+    Ok(listener)
+}
+
+/// A group name or number to a gid, from `/etc/group`.
+fn resolve_group(group: &str) -> Option<u32> {
+    if let Ok(gid) = group.parse() {
+        return Some(gid);
+    }
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        (fields.next()? == group).then(|| fields.nth(1)?.parse().ok())?
+    })
+}
+
+fn create_dir_mode(path: &Path, mode: u32) -> Result<(), DaemonError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let existed = path.exists();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(io("mkdir", path))?;
+    if !existed {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(io("chmod", path))?;
+    }
+    Ok(())
+}

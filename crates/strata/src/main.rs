@@ -1,0 +1,85 @@
+//! `strata`: the daemon (`strata serve`) and, later, its client subcommands.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use strata::config::{Config, DEFAULT_CONFIG};
+
+/// Strata: a containerd snapshotter (proxy plugin) with overlay and native backends.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon: serve containerd's snapshots API on a unix socket.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML; every key optional) [default: /etc/strata/config.toml if present]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Root directory [default: /var/lib/strata]
+    #[arg(long)]
+    root: Option<PathBuf>,
+    /// Unix socket to listen on [default: /run/strata/strata.sock]
+    #[arg(long)]
+    address: Option<PathBuf>,
+    /// Default backend: overlay or native [default: overlay]
+    #[arg(long)]
+    backend: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = match &args.config {
+        Some(path) => Config::load(path, true),
+        None => Config::load(DEFAULT_CONFIG.as_ref(), false),
+    };
+    let mut config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("strata: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(root) = args.root {
+        config.root = root;
+    }
+    if let Some(address) = args.address {
+        config.address = address;
+    }
+    if let Some(backend) = args.backend {
+        config.backend = backend;
+    }
+    init_logging(&config.log_level);
+    match strata::daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("strata: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
