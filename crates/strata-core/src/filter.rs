@@ -377,7 +377,7 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// The first line of substance in a `regex` error, which otherwise spans several lines.
+/// The gist of a `regex` error (its last line); the full text spans several lines.
 fn regex_error_summary(err: &regex::Error) -> String {
     let text = err.to_string();
     let last = text

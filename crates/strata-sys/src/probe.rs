@@ -13,8 +13,7 @@ pub fn supports_d_type(dir: &Path) -> io::Result<bool> {
     let result = (|| {
         std::fs::write(probe.join("file"), b"")?;
         let fd = std::fs::File::open(&probe)?;
-        let mut entries = Dir::read_from(&fd)?;
-        while let Some(entry) = entries.next() {
+        for entry in Dir::read_from(&fd)? {
             let entry = entry?;
             if entry.file_name().to_bytes() == b"file" {
                 return Ok(entry.file_type() != FileType::Unknown);

@@ -163,10 +163,11 @@ async fn shutdown_signal() {
 /// process answers on), with mode 0660 and the configured group.
 fn bind_socket(config: &Config) -> Result<tokio::net::UnixListener, DaemonError> {
     let path = &config.address;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        if !parent.exists() {
-            create_dir_mode(parent, 0o750)?;
-        }
+    if let Some(parent) = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty() && !p.exists())
+    {
+        create_dir_mode(parent, 0o750)?;
     }
     if std::fs::symlink_metadata(path).is_ok() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {

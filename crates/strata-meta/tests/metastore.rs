@@ -1,0 +1,502 @@
+//! containerd's `MetaStoreSuite` (snapshots/storage/metastore_test.go), ported: every
+//! metadata operation in its success and error forms, plus what Strata adds (rebase on
+//! commit, the labels index, group commit, the schema version).
+
+use std::sync::Arc;
+
+use strata_core::snapshot::Labels;
+use strata_core::{Error, Filter, Kind, Usage};
+use strata_meta::{Snapshot, Store};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn open() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("metadata.redb")).unwrap();
+    (dir, store)
+}
+
+fn create(store: &Store, kind: Kind, key: &str, parent: &str) -> Result<Snapshot, Error> {
+    let (key, parent) = (key.to_owned(), parent.to_owned());
+    store.write(move |tx| {
+        let plan = tx.plan_create(kind, &key, &parent)?;
+        tx.create(plan, labels(&[("origin", &key)]))
+    })
+}
+
+fn commit(store: &Store, key: &str, name: &str, parent: Option<&str>) -> Result<u64, Error> {
+    let (key, name, parent) = (key.to_owned(), name.to_owned(), parent.map(str::to_owned));
+    store.write(move |tx| {
+        tx.commit(
+            &key,
+            &name,
+            Labels::new(),
+            parent.as_deref(),
+            Usage { size: 8, inodes: 2 },
+            None,
+        )
+    })
+}
+
+fn remove(store: &Store, key: &str) -> Result<(), Error> {
+    let key = key.to_owned();
+    store.write(move |tx| tx.remove(&key).map(|_| ()))
+}
+
+/// containerd's `basePopulate`: two committed layers, actives and views on them.
+fn populate(store: &Store) {
+    create(store, Kind::Active, "committed-tmp-1", "").unwrap();
+    commit(store, "committed-tmp-1", "committed-1", None).unwrap();
+    create(store, Kind::Active, "committed-tmp-2", "committed-1").unwrap();
+    commit(store, "committed-tmp-2", "committed-2", None).unwrap();
+    create(store, Kind::Active, "active-1", "").unwrap();
+    create(store, Kind::Active, "active-2", "committed-1").unwrap();
+    create(store, Kind::Active, "active-3", "committed-2").unwrap();
+    create(store, Kind::View, "view-1", "").unwrap();
+    create(store, Kind::View, "view-2", "committed-2").unwrap();
+}
+
+/// GetInfo returns kind, parent and labels of every populated snapshot.
+#[test]
+fn get_info() {
+    let (_d, store) = open();
+    populate(&store);
+    let cases = [
+        ("committed-1", Kind::Committed, ""),
+        ("committed-2", Kind::Committed, "committed-1"),
+        ("active-1", Kind::Active, ""),
+        ("active-2", Kind::Active, "committed-1"),
+        ("active-3", Kind::Active, "committed-2"),
+        ("view-1", Kind::View, ""),
+        ("view-2", Kind::View, "committed-2"),
+    ];
+    for (key, kind, parent) in cases {
+        let info = store.read(|tx| tx.stat(key)).unwrap();
+        assert_eq!(
+            (info.name.as_str(), info.kind, info.parent.as_str()),
+            (key, kind, parent)
+        );
+        assert_eq!(
+            info.created, info.updated,
+            "{key}: created == updated until an Update"
+        );
+    }
+    // Commit replaces labels; actives keep theirs.
+    assert!(
+        store
+            .read(|tx| tx.stat("committed-1"))
+            .unwrap()
+            .labels
+            .is_empty()
+    );
+    assert_eq!(
+        store.read(|tx| tx.stat("active-1")).unwrap().labels,
+        labels(&[("origin", "active-1")])
+    );
+}
+
+/// GetInfoNotExist and GetInfoEmptyDB: NotFound, in a populated and in an empty store.
+#[test]
+fn get_info_not_exist() {
+    let (_d, store) = open();
+    assert!(matches!(
+        store.read(|tx| tx.stat("active-not-exist")),
+        Err(Error::NotFound { .. })
+    ));
+    populate(&store);
+    assert!(matches!(
+        store.read(|tx| tx.stat("active-not-exist")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// Walk visits every snapshot once, in key order, and honours filters.
+#[test]
+fn walk() {
+    let (_d, store) = open();
+    populate(&store);
+    let names = |filters: &[&str]| {
+        let filter = Filter::parse_all(filters).unwrap();
+        let mut names = Vec::new();
+        store
+            .read(|tx| {
+                tx.walk(&filter, &mut |info| {
+                    names.push(info.name);
+                    Ok(())
+                })
+            })
+            .unwrap();
+        names
+    };
+    assert_eq!(
+        names(&[]),
+        [
+            "active-1",
+            "active-2",
+            "active-3",
+            "committed-1",
+            "committed-2",
+            "view-1",
+            "view-2"
+        ]
+    );
+    assert_eq!(names(&["kind==view"]), ["view-1", "view-2"]);
+    assert_eq!(names(&["parent==committed-2"]), ["active-3", "view-2"]);
+    assert_eq!(
+        names(&["kind==active,parent==committed-1", "name~=^view-1$"]),
+        ["active-2", "view-1"]
+    );
+}
+
+/// Label filters answered from the labels index agree with a full scan, through updates,
+/// commits and removes.
+#[test]
+fn walk_by_label_uses_index_consistently() {
+    let (_d, store) = open();
+    populate(&store);
+    let names = |filter: &str| {
+        let filter = Filter::parse(filter).unwrap();
+        let mut names = Vec::new();
+        store
+            .read(|tx| {
+                tx.walk(&filter, &mut |info| {
+                    names.push(info.name);
+                    Ok(())
+                })
+            })
+            .unwrap();
+        names
+    };
+    assert_eq!(names("labels.origin==active-2"), ["active-2"]);
+    assert_eq!(
+        names(r#"labels."origin"==active-2,kind==active"#),
+        ["active-2"]
+    );
+    store
+        .write(|tx| {
+            tx.update(
+                "active-2",
+                &labels(&[("origin", "moved")]),
+                &["labels.origin".into()],
+            )
+        })
+        .unwrap();
+    assert!(names("labels.origin==active-2").is_empty());
+    assert_eq!(names("labels.origin==moved"), ["active-2"]);
+    commit(&store, "active-2", "committed-3", None).unwrap();
+    assert!(
+        names("labels.origin==moved").is_empty(),
+        "commit replaces labels"
+    );
+    remove(&store, "view-1").unwrap();
+    assert!(names("labels.origin==view-1").is_empty());
+}
+
+/// GetSnapshot gives the id and the ancestor ids, nearest first.
+#[test]
+fn get_snapshot_parent_ids() {
+    let (_d, store) = open();
+    let base = create(&store, Kind::Active, "a", "").unwrap();
+    commit(&store, "a", "A", None).unwrap();
+    let mid = create(&store, Kind::Active, "b", "A").unwrap();
+    assert_eq!(mid.parent_ids, vec![base.id]);
+    commit(&store, "b", "B", None).unwrap();
+    let top = create(&store, Kind::View, "c", "B").unwrap();
+    assert_eq!(top.parent_ids, vec![mid.id, base.id]);
+    let again = store.read(|tx| tx.snapshot("c")).unwrap();
+    assert_eq!(again, top);
+    // Commit keeps the id.
+    assert_eq!(store.read(|tx| tx.snapshot("B")).unwrap().id, mid.id);
+    assert!(matches!(
+        store.read(|tx| tx.snapshot("nope")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// CreateActive with a missing parent is NotFound; with an existing key AlreadyExists; on
+/// an active parent InvalidArgument (only committed snapshots can be parents).
+#[test]
+fn create_errors() {
+    let (_d, store) = open();
+    populate(&store);
+    assert!(matches!(
+        create(&store, Kind::Active, "x", "no-parent"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        create(&store, Kind::Active, "active-1", ""),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        create(&store, Kind::View, "committed-1", ""),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        create(&store, Kind::Active, "x", "active-1"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        create(&store, Kind::Active, "x", "view-1"),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        create(&store, Kind::Committed, "x", ""),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(
+        matches!(store.read(|tx| tx.stat("x")), Err(Error::NotFound { .. })),
+        "nothing written"
+    );
+}
+
+/// Commit moves the record to its name, keeps the id, stores usage, and frees the key.
+#[test]
+fn commit_moves_record() {
+    let (_d, store) = open();
+    let active = create(&store, Kind::Active, "k", "").unwrap();
+    assert_eq!(commit(&store, "k", "n", None).unwrap(), active.id);
+    assert!(matches!(
+        store.read(|tx| tx.stat("k")),
+        Err(Error::NotFound { .. })
+    ));
+    let record = store.read(|tx| tx.get("n")).unwrap();
+    assert_eq!((record.id, record.kind), (active.id, Kind::Committed));
+    assert_eq!(record.usage, Some(Usage { size: 8, inodes: 2 }));
+    create(&store, Kind::Active, "k", "n").expect("key reusable after commit");
+}
+
+/// CommitNotExist, CommitExist, CommitCommitted, CommitViewFails.
+#[test]
+fn commit_errors() {
+    let (_d, store) = open();
+    populate(&store);
+    assert!(matches!(
+        commit(&store, "missing", "x", None),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        commit(&store, "active-1", "committed-1", None),
+        Err(Error::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        commit(&store, "committed-1", "x", None),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert!(matches!(
+        commit(&store, "view-1", "x", None),
+        Err(Error::FailedPrecondition(_))
+    ));
+    assert_eq!(
+        store.read(|tx| tx.stat("active-1")).unwrap().kind,
+        Kind::Active,
+        "unchanged"
+    );
+}
+
+/// Rebase (containerd 2.2's Commit parent): same parent or none→committed is accepted; a
+/// conflicting, missing or non-committed parent is refused.
+#[test]
+fn commit_rebase() {
+    let (_d, store) = open();
+    populate(&store);
+    commit(&store, "active-2", "same", Some("committed-1")).expect("same parent");
+    assert!(matches!(
+        commit(&store, "active-3", "x", Some("committed-1")),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        commit(&store, "active-1", "x", Some("missing")),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        commit(&store, "active-1", "x", Some("active-3")),
+        Err(Error::InvalidArgument(_))
+    ));
+    commit(&store, "active-1", "rebased", Some("committed-2")).expect("none → committed");
+    assert_eq!(
+        store.read(|tx| tx.stat("rebased")).unwrap().parent,
+        "committed-2"
+    );
+    assert!(store.read(|tx| tx.has_children("committed-2")).unwrap());
+    assert!(matches!(
+        remove(&store, "committed-2"),
+        Err(Error::FailedPrecondition(_))
+    ));
+}
+
+/// Remove deletes; RemoveNotExist is NotFound; RemoveWithChildren is FailedPrecondition
+/// until the children are gone; keys are reusable afterwards.
+#[test]
+fn remove_rules() {
+    let (_d, store) = open();
+    populate(&store);
+    assert!(matches!(
+        remove(&store, "missing"),
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        remove(&store, "committed-1"),
+        Err(Error::FailedPrecondition(_))
+    ));
+    remove(&store, "active-2").unwrap();
+    assert!(
+        matches!(
+            remove(&store, "committed-1"),
+            Err(Error::FailedPrecondition(_))
+        ),
+        "committed-2 is a child"
+    );
+    for key in ["active-3", "view-2", "committed-2", "committed-1"] {
+        remove(&store, key).unwrap();
+    }
+    let ids = store.read(|tx| tx.ids()).unwrap();
+    assert_eq!(ids.len(), 2, "active-1 and view-1 remain");
+    create(&store, Kind::Active, "committed-1", "").expect("key reusable after remove");
+}
+
+/// Update applies containerd's masks, moves `updated` and not `created`, and refuses
+/// immutable fields without changing anything.
+#[test]
+fn update_labels() {
+    let (_d, store) = open();
+    create(&store, Kind::Active, "a", "").unwrap();
+    let before = store.read(|tx| tx.stat("a")).unwrap();
+    let after = store
+        .write(|tx| tx.update("a", &labels(&[("x", "1")]), &[]))
+        .unwrap();
+    assert_eq!(after.labels, labels(&[("x", "1")]));
+    assert_eq!(after.created, before.created);
+    assert!(after.updated > before.updated);
+    assert!(matches!(
+        store.write(|tx| tx.update("a", &Labels::new(), &["parent".into()])),
+        Err(Error::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.write(|tx| tx.update("b", &Labels::new(), &[])),
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(store.read(|tx| tx.stat("a")).unwrap(), after);
+}
+
+/// Ids are never reused, even after removes and a reopen.
+#[test]
+fn ids_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let first = {
+        let store = Store::open(&path).unwrap();
+        let s = create(&store, Kind::Active, "a", "").unwrap();
+        remove(&store, "a").unwrap();
+        s.id
+    };
+    let store = Store::open(&path).unwrap();
+    let second = create(&store, Kind::Active, "a", "").unwrap();
+    assert!(second.id > first);
+    store.write(|tx| tx.reserve_ids_below(100)).unwrap();
+    assert_eq!(create(&store, Kind::Active, "b", "").unwrap().id, 100);
+}
+
+/// Group commit: many threads writing at once all succeed, get distinct ids, and every
+/// acknowledged write is in the store after a reopen.
+#[test]
+fn concurrent_writers_are_all_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.redb");
+    let store = Arc::new(Store::open(&path).unwrap());
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                (0..50)
+                    .map(|i| {
+                        create(&store, Kind::Active, &format!("t{t}-{i}"), "")
+                            .unwrap()
+                            .id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 400);
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.read(|tx| tx.ids()).unwrap().len(), 400);
+}
+
+/// An operation that fails after writing aborts its whole batch: nothing of it lands.
+#[test]
+fn failure_after_write_rolls_back() {
+    let (_d, store) = open();
+    let result: Result<(), Error> = store.write(|tx| {
+        let plan = tx.plan_create(Kind::Active, "half", "")?;
+        tx.create(plan, Labels::new())?;
+        Err(Error::FailedPrecondition(
+            "simulated failure after the write".into(),
+        ))
+    });
+    assert!(result.is_err());
+    assert!(matches!(
+        store.read(|tx| tx.stat("half")),
+        Err(Error::NotFound { .. })
+    ));
+    create(&store, Kind::Active, "next", "").expect("the store carries on");
+}
+
+/// A store written by a newer schema is refused with a message naming the file, and a
+/// file that is not a store is refused rather than replaced by an empty one.
+#[test]
+fn refuses_unknown_or_corrupt_stores() {
+    let dir = tempfile::tempdir().unwrap();
+    let garbage = dir.path().join("garbage.redb");
+    std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
+    let err = Store::open(&garbage).unwrap_err().to_string();
+    assert!(err.contains("garbage.redb"), "{err}");
+    assert_eq!(
+        std::fs::read(&garbage).unwrap(),
+        vec![0x5a; 8192],
+        "file untouched"
+    );
+
+    let newer = dir.path().join("newer.redb");
+    drop(Store::open(&newer).unwrap());
+    {
+        let db = redb::Database::create(&newer).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut meta = txn
+                .open_table(redb::TableDefinition::<&str, u64>::new("meta"))
+                .unwrap();
+            meta.insert("schema_version", 99).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = Store::open(&newer).unwrap_err().to_string();
+    assert!(
+        err.contains("newer.redb") && err.contains("schema version 99"),
+        "{err}"
+    );
+}
+
+/// Operations after close fail with Closed; close is idempotent.
+#[test]
+fn closed_store_refuses() {
+    let (_d, store) = open();
+    store.close();
+    store.close();
+    assert!(matches!(store.read(|tx| tx.ids()), Err(Error::Closed)));
+    assert!(matches!(
+        create(&store, Kind::Active, "a", ""),
+        Err(Error::Closed)
+    ));
+}

@@ -1,0 +1,304 @@
+//! Test harness: runs the real `strata` binary on a fresh root and socket and connects a
+//! client to it. Dropping a [`Daemon`] stops it (SIGTERM, then SIGKILL) and removes its root.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use strata_grpc::client::{SnapshotsClient, connect};
+use strata_grpc::proto::snapshots as pb;
+use tonic::transport::Channel;
+
+/// Both backends, for tests that must hold for each.
+pub const BACKENDS: &[&str] = &["overlay", "native"];
+
+/// A running daemon on a private root.
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub socket: PathBuf,
+    pub backend: String,
+    child: Option<Child>,
+    extra_args: Vec<String>,
+}
+
+impl Daemon {
+    /// Starts a daemon whose default backend is `backend`.
+    pub fn start(backend: &str) -> Daemon {
+        Daemon::start_with(backend, &[])
+    }
+
+    /// Starts a daemon with extra command-line arguments.
+    pub fn start_with(backend: &str, extra: &[&str]) -> Daemon {
+        let dir = tempfile::Builder::new()
+            .prefix("strata-test-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let root = dir.path().join("root");
+        let socket = dir.path().join("s.sock");
+        let mut daemon = Daemon {
+            dir,
+            root,
+            socket,
+            backend: backend.to_owned(),
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        daemon.restart();
+        daemon
+    }
+
+    /// The command that runs this daemon.
+    pub fn command(&self) -> Command {
+        self.command_at(&self.socket)
+    }
+
+    /// The command that runs this daemon's configuration on another socket.
+    pub fn command_at(&self, socket: &Path) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.arg("serve")
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--address")
+            .arg(socket)
+            .arg("--backend")
+            .arg(&self.backend)
+            .args(&self.extra_args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            );
+        cmd
+    }
+
+    /// (Re)starts the process and waits until the socket answers.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "daemon already running");
+        let child = self
+            .command()
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn strata");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("strata exited before serving: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "strata did not start serving within 20s"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `signal` and waits for the process; returns its exit status.
+    pub fn stop_with(&mut self, signal: rustix::process::Signal) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon not running");
+        let pid = rustix::process::Pid::from_child(&child);
+        rustix::process::kill_process(pid, signal).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("strata did not exit within 20s of {signal:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the daemon with SIGTERM and asserts a clean exit.
+    pub fn stop(&mut self) {
+        let status = self.stop_with(rustix::process::Signal::TERM);
+        assert!(status.success(), "strata exited with {status} on SIGTERM");
+    }
+
+    /// A client connected to the daemon.
+    pub async fn client(&self) -> SnapshotsClient<Channel> {
+        connect(&self.socket).await.expect("connect")
+    }
+
+    /// The backend's snapshot directory.
+    pub fn snapshots_dir(&self) -> PathBuf {
+        self.root.join(&self.backend).join("snapshots")
+    }
+
+    /// Names of the entries of the snapshots directory, sorted.
+    pub fn snapshot_dirs(&self) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(self.snapshots_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = rustix::process::kill_process(
+                rustix::process::Pid::from_child(&child),
+                rustix::process::Signal::TERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() {
+                if Instant::now() > deadline {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The directory a snapshot's mounts write into: the bind source, or the overlay upperdir.
+pub fn writable_dir(mounts: &[strata_grpc::proto::types::Mount]) -> PathBuf {
+    let m = &mounts[0];
+    if m.r#type == "bind" {
+        return PathBuf::from(&m.source);
+    }
+    let upper = m
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("upperdir="))
+        .expect("upperdir");
+    PathBuf::from(upper)
+}
+
+/// Helpers for requests.
+pub mod req {
+    use super::*;
+    use std::collections::HashMap;
+
+    pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    pub fn prepare(key: &str, parent: &str) -> pb::PrepareSnapshotRequest {
+        pb::PrepareSnapshotRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+            parent: parent.into(),
+            labels: HashMap::new(),
+        }
+    }
+
+    pub fn view(key: &str, parent: &str) -> pb::ViewSnapshotRequest {
+        pb::ViewSnapshotRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+            parent: parent.into(),
+            labels: HashMap::new(),
+        }
+    }
+
+    pub fn commit(name: &str, key: &str) -> pb::CommitSnapshotRequest {
+        pb::CommitSnapshotRequest {
+            snapshotter: String::new(),
+            name: name.into(),
+            key: key.into(),
+            labels: HashMap::new(),
+            parent: String::new(),
+        }
+    }
+
+    pub fn stat(key: &str) -> pb::StatSnapshotRequest {
+        pb::StatSnapshotRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+        }
+    }
+
+    pub fn remove(key: &str) -> pb::RemoveSnapshotRequest {
+        pb::RemoveSnapshotRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+        }
+    }
+
+    pub fn mounts(key: &str) -> pb::MountsRequest {
+        pb::MountsRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+        }
+    }
+
+    pub fn usage(key: &str) -> pb::UsageRequest {
+        pb::UsageRequest {
+            snapshotter: String::new(),
+            key: key.into(),
+        }
+    }
+
+    pub fn list(filters: &[&str]) -> pb::ListSnapshotsRequest {
+        pb::ListSnapshotsRequest {
+            snapshotter: String::new(),
+            filters: filters.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn update(
+        key: &str,
+        labels: HashMap<String, String>,
+        paths: &[&str],
+    ) -> pb::UpdateSnapshotRequest {
+        pb::UpdateSnapshotRequest {
+            snapshotter: String::new(),
+            info: Some(pb::Info {
+                name: key.into(),
+                labels,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: paths.iter().map(|s| s.to_string()).collect(),
+            }),
+        }
+    }
+
+    pub fn cleanup() -> pb::CleanupRequest {
+        pb::CleanupRequest {
+            snapshotter: String::new(),
+        }
+    }
+}
+
+/// Every snapshot's (name, kind, parent, labels) from List, sorted by name.
+pub async fn list_all(client: &mut SnapshotsClient<Channel>, filters: &[&str]) -> Vec<pb::Info> {
+    let mut stream = client
+        .list(req::list(filters))
+        .await
+        .expect("list")
+        .into_inner();
+    let mut infos = Vec::new();
+    while let Some(batch) = stream.message().await.expect("list stream") {
+        infos.extend(batch.info);
+    }
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    infos
+}
+
+/// Names from [`list_all`].
+pub async fn names(client: &mut SnapshotsClient<Channel>, filters: &[&str]) -> Vec<String> {
+    list_all(client, filters)
+        .await
+        .into_iter()
+        .map(|i| i.name)
+        .collect()
+}
+
+/// Whether `path` exists.
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
