@@ -572,3 +572,52 @@ async fn commit_rebase() {
         }
     }
 }
+
+/// `[overlay] upperdir_label` exposes each snapshot's upper directory in its info (Stat,
+/// Update and List), and `mount_options` lead every overlay mount's options.
+#[tokio::test(flavor = "multi_thread")]
+async fn overlay_config_options() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[overlay]\nupperdir_label = true\nmount_options = [\"volatile\"]\n",
+    )
+    .unwrap();
+    let d = Daemon::start_with("overlay", &["--config", config.to_str().unwrap()]);
+    let mut c = d.client().await;
+    let mounts = c
+        .prepare(req::prepare("a", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    let upper = writable_dir(&mounts).display().to_string();
+    const LABEL: &str = "containerd.io/snapshot/overlay.upperdir";
+    let info = c
+        .stat(req::stat("a"))
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .unwrap();
+    assert_eq!(info.labels.get(LABEL), Some(&upper));
+    let updated = c
+        .update(req::update("a", req::labels(&[("x", "y")]), &[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        updated.into_inner().info.unwrap().labels.get(LABEL),
+        Some(&upper)
+    );
+    let listed = list_all(&mut c, &[]).await;
+    assert_eq!(listed[0].labels.get(LABEL), Some(&upper));
+    c.commit(req::commit("A", "a")).await.unwrap();
+    let top = c
+        .prepare(req::prepare("b", "A"))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    assert_eq!(top[0].options[0], "volatile", "{top:?}");
+}
