@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex};
 use strata_core::labels;
 use strata_core::snapshot::Labels;
 use strata_core::{
-    CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, crash,
+    CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, cancel, crash,
 };
 use strata_meta::Store;
-use strata_sys::usage::disk_usage;
+use strata_sys::usage::{disk_usage, disk_usage_until};
 
 use crate::Driver;
 use crate::layout::{Entry, Layout, TEMP_PREFIX};
@@ -122,7 +122,8 @@ impl<D: Driver> Engine<D> {
             }
         }
         recovery.missing_dirs = recovery.snapshots - present;
-        if max_id > 0 {
+        // Only write when needed: a clean start costs no fsync.
+        if max_id >= self.store.read(|tx| tx.next_id())? {
             self.store
                 .write(move |tx| tx.reserve_ids_below(max_id + 1))?;
         }
@@ -159,6 +160,8 @@ impl<D: Driver> Engine<D> {
         let temp = TempDir::new(self)?;
         self.driver
             .populate(&self.layout, temp.path(), kind, &expected)?;
+        crash::pause("create-before-metadata");
+        let token = cancel::current();
 
         let layout = self.layout.clone();
         let (key, parent) = (key.to_owned(), parent.to_owned());
@@ -166,6 +169,8 @@ impl<D: Driver> Engine<D> {
         let renamed_to = Arc::new(Mutex::new(None::<PathBuf>));
         let renamed = Arc::clone(&renamed_to);
         let result = self.store.write(move |tx| {
+            // The last moment to honour a cancelled request: nothing is recorded yet.
+            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
             let plan = tx.plan_create(kind, &key, &parent)?;
             if plan.parent_ids != expected {
                 return Err(Error::FailedPrecondition(format!(
@@ -223,7 +228,9 @@ impl<D: Driver> Snapshotter for Engine<D> {
         let mut requested = labels.clone();
         requested.remove(UPPERDIR_LABEL);
         let (key, paths) = (key.to_owned(), fieldpaths.to_vec());
+        let token = cancel::current();
         let (mut info, id) = self.store.write(move |tx| {
+            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
             let id = tx.get(&key)?.id;
             Ok((tx.update(&key, &requested, &paths)?, id))
         })?;
@@ -238,16 +245,8 @@ impl<D: Driver> Snapshotter for Engine<D> {
         if record.kind != Kind::Active {
             return Ok(record.usage.unwrap_or_default());
         }
-        let fs = self.layout.fs(record.id);
-        match disk_usage(&fs) {
-            Ok(du) => Ok(Usage {
-                size: du.bytes as i64,
-                inodes: du.inodes as i64,
-            }),
-            // Removed between the read and the walk.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(key)),
-            Err(e) => Err(Error::io("usage walk", fs, e)),
-        }
+        crash::pause("usage-walk");
+        walk_usage(&self.layout.fs(record.id), key)
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
@@ -287,19 +286,18 @@ impl<D: Driver> Snapshotter for Engine<D> {
             ));
         }
         // Measured outside the metadata writer: a 10,000-file layer must not stall others.
+        crash::pause("commit-walk");
         let fs = self.layout.fs(record.id);
-        let du = disk_usage(&fs).map_err(|e| Error::io("usage walk", &fs, e))?;
+        let usage = walk_usage(&fs, key)?;
         if self.options.sync_commit {
             strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
         }
         crash::point("commit-before-metadata");
-        let usage = Usage {
-            size: du.bytes as i64,
-            inodes: du.inodes as i64,
-        };
         let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.map(str::to_owned));
         let id = record.id;
+        let token = cancel::current();
         self.store.write(move |tx| {
+            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
             tx.commit(&key, &name, labels, parent.as_deref(), usage, Some(id))
                 .map(|_| ())
         })
@@ -309,7 +307,11 @@ impl<D: Driver> Snapshotter for Engine<D> {
         self.check_open()?;
         validate_key("key", key)?;
         let owned = key.to_owned();
-        let record = self.store.write(move |tx| tx.remove(&owned))?;
+        let token = cancel::current();
+        let record = self.store.write(move |tx| {
+            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
+            tx.remove(&owned)
+        })?;
         crash::point("remove-after-metadata");
         if self.options.sync_remove {
             remove_logged(&self.layout.dir(record.id));
@@ -356,6 +358,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
             }
             Ok(orphans)
         })?;
+        crash::pause("cleanup-remove");
         let mut report = CleanupReport::default();
         for (n, dir) in orphans.iter().enumerate() {
             crash::point(if n == 0 {
@@ -388,6 +391,20 @@ impl<D: Driver> Snapshotter for Engine<D> {
         self.closed.store(true, Ordering::Release);
         self.store.close();
         Ok(())
+    }
+}
+
+/// Measures a snapshot directory, giving up if the request is cancelled. A directory that
+/// vanished under the walk belongs to a snapshot removed meanwhile: `NotFound`.
+fn walk_usage(fs: &Path, key: &str) -> Result<Usage> {
+    match disk_usage_until(fs, &cancel::is_cancelled) {
+        Ok(du) => Ok(Usage {
+            size: du.bytes as i64,
+            inodes: du.inodes as i64,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(key)),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(Error::Cancelled),
+        Err(e) => Err(Error::io("usage walk", fs, e)),
     }
 }
 

@@ -1,8 +1,11 @@
-//! Deterministic crash points for crash-consistency tests.
+//! Deterministic crash and pause points: test-only seams.
 //!
 //! When the environment variable `STRATA_CRASH_AT` names a point, the process aborts (as a
 //! `kill -9` would end it: no destructors, no flushing) the first time execution reaches that
-//! point. In production the variable is unset and each check is one relaxed atomic load.
+//! point. When `STRATA_PAUSE_AT` names a point, execution waits there for as long as the file
+//! named by `STRATA_PAUSE_FILE` exists, so a test can hold an operation mid-way and check
+//! what the rest of the daemon does meanwhile. In production neither variable is set and each
+//! check is a load of an initialised `OnceLock`.
 
 use std::sync::OnceLock;
 
@@ -14,6 +17,37 @@ fn armed() -> Option<&'static str> {
     POINT
         .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
         .as_deref()
+}
+
+/// The environment variable naming the pause point.
+pub const PAUSE_ENV: &str = "STRATA_PAUSE_AT";
+/// The environment variable naming the file whose existence holds a pause.
+pub const PAUSE_FILE_ENV: &str = "STRATA_PAUSE_FILE";
+
+fn pause_armed() -> Option<&'static (String, std::path::PathBuf)> {
+    static PAUSE: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+    PAUSE
+        .get_or_init(|| {
+            let point = std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty())?;
+            let file = std::env::var_os(PAUSE_FILE_ENV)?;
+            Some((point, file.into()))
+        })
+        .as_ref()
+}
+
+/// Waits while `STRATA_PAUSE_FILE` exists if `STRATA_PAUSE_AT` equals `point`.
+pub fn pause(point: &str) {
+    if let Some((armed, file)) = pause_armed()
+        && armed == point
+    {
+        eprintln!(
+            "strata: pause point {point:?} reached, waiting for {} to go",
+            file.display()
+        );
+        while file.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
 }
 
 /// Aborts the process if `STRATA_CRASH_AT` equals `point`.

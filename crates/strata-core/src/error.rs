@@ -59,6 +59,10 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
+    /// The client cancelled the request or its deadline passed; nothing was changed. gRPC
+    /// `Cancelled`.
+    #[error("request cancelled by the client or its deadline")]
+    Cancelled,
     /// The daemon is shutting down or the backend was closed. gRPC `Unavailable`.
     #[error("snapshotter is closed")]
     Closed,
@@ -99,6 +103,7 @@ impl Error {
             Error::InvalidArgument(_) | Error::Filter(_) => "invalid_argument",
             Error::Unimplemented(_) => "unimplemented",
             Error::Store(_) | Error::Io { .. } => "internal",
+            Error::Cancelled => "cancelled",
             Error::Closed => "unavailable",
         }
     }

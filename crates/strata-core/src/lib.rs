@@ -2,6 +2,7 @@
 //! answers with. Nothing here knows about gRPC, redb or the filesystem.
 #![forbid(unsafe_code)]
 
+pub mod cancel;
 pub mod crash;
 pub mod error;
 pub mod filter;

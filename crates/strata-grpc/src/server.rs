@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use strata_core::cancel::Cancel;
 use strata_core::{Error, Filter, Snapshotter};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
@@ -79,6 +80,15 @@ impl Backends {
     }
 }
 
+/// Fires its token when dropped.
+struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
 /// The `containerd.services.snapshots.v1.Snapshots` service over a set of backends.
 #[derive(Clone)]
 pub struct SnapshotService {
@@ -102,7 +112,11 @@ impl SnapshotService {
     ) -> Result<T, Status> {
         let backend = self.backends.get(snapshotter).map_err(|e| to_status(&e))?;
         let start = Instant::now();
-        let result = tokio::task::spawn_blocking(move || f(&*backend))
+        // Dropped with this future: when the client cancels or the deadline passes, tonic
+        // drops the handler and the blocking work sees the token fire.
+        let cancel = CancelOnDrop(Cancel::new());
+        let token = cancel.0.clone();
+        let result = tokio::task::spawn_blocking(move || token.run(|| f(&*backend)))
             .await
             .map_err(|e| Status::internal(format!("{op} handler panicked: {e}")))?;
         let elapsed_us = start.elapsed().as_micros() as u64;

@@ -12,6 +12,7 @@ pub fn to_status(error: &Error) -> Status {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::InvalidArgument(_) | Error::Filter(_) => Code::InvalidArgument,
         Error::Unimplemented(_) => Code::Unimplemented,
+        Error::Cancelled => Code::Cancelled,
         Error::Closed => Code::Unavailable,
         Error::Io { source, .. } if source.raw_os_error() == Some(28) => Code::ResourceExhausted,
         Error::Io { .. } | Error::Store(_) => Code::Internal,
@@ -31,6 +32,7 @@ pub fn from_status(status: &Status) -> Error {
         Code::FailedPrecondition => Error::FailedPrecondition(message),
         Code::InvalidArgument => Error::InvalidArgument(message),
         Code::Unavailable => Error::Closed,
+        Code::Cancelled | Code::DeadlineExceeded => Error::Cancelled,
         _ => Error::Store(format!("{:?}: {message}", status.code())),
     }
 }
@@ -55,6 +57,7 @@ mod tests {
             ),
             (Error::InvalidArgument("i".into()), Code::InvalidArgument),
             (Error::Closed, Code::Unavailable),
+            (Error::Cancelled, Code::Cancelled),
             (
                 Error::io("mkdir", "/x", std::io::Error::from_raw_os_error(28)),
                 Code::ResourceExhausted,

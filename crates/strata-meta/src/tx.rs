@@ -235,6 +235,7 @@ fn collect_ids(t: &impl ReadableTable<u64, &'static str>) -> Result<HashSet<u64>
 
 /// A consistent, read-only view of the store.
 pub struct ReadTx {
+    meta: ReadOnlyTable<&'static str, u64>,
     snapshots: ReadOnlyTable<&'static str, &'static [u8]>,
     ids: ReadOnlyTable<u64, &'static str>,
     children: ReadOnlyMultimapTable<&'static str, &'static str>,
@@ -244,6 +245,7 @@ pub struct ReadTx {
 impl ReadTx {
     pub(crate) fn open(txn: &ReadTransaction) -> Result<ReadTx> {
         Ok(ReadTx {
+            meta: txn.open_table(META).store("opening meta table")?,
             snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
             ids: txn.open_table(IDS).store("opening ids table")?,
             children: txn
@@ -289,6 +291,16 @@ impl ReadTx {
     /// Every id the store knows.
     pub fn ids(&self) -> Result<HashSet<u64>> {
         collect_ids(&self.ids)
+    }
+
+    /// The id the next created snapshot will get.
+    pub fn next_id(&self) -> Result<u64> {
+        Ok(self
+            .meta
+            .get(NEXT_ID_KEY)
+            .store("reading next id")?
+            .map(|v| v.value())
+            .unwrap_or(1))
     }
 
     /// The checks of [`WriteTx::plan_create`], ahead of the write (the id is not assigned).
@@ -539,5 +551,31 @@ impl<'t> WriteTx<'t> {
                 .store("writing labels index")?;
         }
         Ok(())
+    }
+
+    /// Replaces the usage recorded for snapshot `key` (`NotFound` if absent): `strata fsck
+    /// --repair` sets a committed snapshot's figure to what a fresh walk of its directory
+    /// found. Nothing else about the record changes.
+    pub fn set_usage(&mut self, key: &str, usage: Usage) -> Result<()> {
+        let mut record = self.get(key)?;
+        record.usage = Some(usage);
+        self.wrote = true;
+        self.snapshots
+            .insert(key, record.encode().as_slice())
+            .store("writing snapshot record")?;
+        Ok(())
+    }
+
+    /// Removes snapshot `key`'s record and its id, labels and parents-index entries
+    /// *without* the children check of [`WriteTx::remove`], and returns the record: its
+    /// children are left pointing at a parent that no longer exists. The engine never does
+    /// this; it exists so that tests can damage a store the way a bug or a bad restore would,
+    /// and check that `strata fsck` finds it.
+    pub fn remove_unchecked(&mut self, key: &str) -> Result<Record> {
+        let record = self.get(key)?;
+        self.wrote = true;
+        self.delete(key, &record)?;
+        self.ids.remove(record.id).store("writing ids")?;
+        Ok(record)
     }
 }

@@ -18,6 +18,14 @@ pub struct DiskUsage {
 /// each inode once (hard links share an inode). A file that vanishes during the walk is
 /// skipped: an active snapshot can change under us.
 pub fn disk_usage(root: &Path) -> io::Result<DiskUsage> {
+    disk_usage_until(root, &|| false)
+}
+
+/// [`disk_usage`], giving up with `ErrorKind::Interrupted` as soon as `stop` returns true
+/// (polled every few hundred entries), so an abandoned request does not keep walking a
+/// huge tree.
+pub fn disk_usage_until(root: &Path, stop: &dyn Fn() -> bool) -> io::Result<DiskUsage> {
+    let mut polled = 0u32;
     let mut seen = HashSet::new();
     let mut usage = DiskUsage::default();
     let meta = std::fs::symlink_metadata(root)?;
@@ -30,6 +38,10 @@ pub fn disk_usage(root: &Path) -> io::Result<DiskUsage> {
             Err(e) => return Err(e),
         };
         for entry in entries {
+            polled += 1;
+            if polled.is_multiple_of(256) && stop() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "walk abandoned"));
+            }
             let entry = entry?;
             let meta = match entry.metadata() {
                 Ok(m) => m,

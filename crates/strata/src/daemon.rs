@@ -117,6 +117,10 @@ fn report_recovery(backend: &str, r: &Recovery) {
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), DaemonError> {
+    // Nothing the daemon creates is for other users: the store, lock and temporary files get
+    // 0600/0700 whatever umask it was started with; directories and the socket that need
+    // other modes get them explicitly.
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     create_dir_mode(&config.root, 0o700)?;
     let lock_path = config.root.join("strata.lock");
     let _lock = RootLock::try_acquire(&lock_path)

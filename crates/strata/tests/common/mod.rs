@@ -22,6 +22,8 @@ pub struct Daemon {
     pub backend: String,
     child: Option<Child>,
     extra_args: Vec<String>,
+    /// Extra environment for the next (re)start, e.g. a crash point.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -45,6 +47,7 @@ impl Daemon {
             backend: backend.to_owned(),
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         daemon.restart();
         daemon
@@ -69,23 +72,30 @@ impl Daemon {
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
-            );
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
     /// (Re)starts the process and waits until the socket answers.
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.stderr_path())
+            .expect("daemon log");
         let child = self
             .command()
             .stdout(Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("spawn strata");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::os::unix::net::UnixStream::connect(&self.socket).is_err() {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
-                panic!("strata exited before serving: {status}");
+                panic!("strata exited before serving: {status}\n{}", self.stderr());
             }
             assert!(
                 Instant::now() < deadline,
@@ -111,6 +121,84 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Where the daemon's stderr goes (appended across restarts).
+    pub fn stderr_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.stderr")
+    }
+
+    /// Everything the daemon wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(self.stderr_path()).unwrap_or_default()
+    }
+
+    /// Waits until the daemon's stderr contains `needle` (e.g. a pause point's message).
+    pub fn wait_for_stderr(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self.stderr().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "daemon never logged {needle:?}:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits for a daemon that is expected to die by itself (a crash point); returns how it
+    /// ended.
+    pub fn wait_exit(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon not running");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "strata did not exit by itself within 30s:\n{}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// With the daemon stopped: every snapshot directory on disk belongs to a snapshot in the
+    /// metadata and every snapshot in the metadata has its directory, for `backend`.
+    pub fn assert_disk_matches_metadata(&self, backend: &str) {
+        assert!(self.child.is_none(), "stop the daemon first");
+        let root = self.root.join(backend);
+        let store = strata_meta::Store::open(&root.join("metadata.redb")).expect("open store");
+        let mut ids: Vec<u64> = store.read(|tx| tx.ids()).unwrap().into_iter().collect();
+        ids.sort_unstable();
+        drop(store);
+        let mut on_disk = Vec::new();
+        for entry in std::fs::read_dir(root.join("snapshots")).unwrap() {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            let id: u64 = name
+                .parse()
+                .unwrap_or_else(|_| panic!("unexpected entry {name:?} in snapshots/"));
+            assert!(
+                root.join("snapshots").join(&name).join("fs").is_dir(),
+                "{name}/fs missing"
+            );
+            on_disk.push(id);
+        }
+        on_disk.sort_unstable();
+        assert_eq!(
+            on_disk, ids,
+            "{backend}: directories on disk vs ids in metadata"
+        );
     }
 
     /// Stops the daemon with SIGTERM and asserts a clean exit.

@@ -1,0 +1,361 @@
+//! Crash consistency: the daemon dies at every named step of every operation (deterministic
+//! crash points) and at random instants of a mixed workload (`kill -9`); after a restart,
+//! everything acknowledged is there, nothing acknowledged as removed comes back, and after
+//! Cleanup the directories on disk and the metadata agree exactly.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{BACKENDS, Daemon, exists, names, req, writable_dir};
+use rustix::process::Signal;
+use strata_grpc::client::SnapshotsClient;
+use strata_grpc::proto::types::Mount;
+use tonic::transport::Channel;
+
+/// The directory holding a committed snapshot's own layer, found through a view of it.
+async fn committed_dir(c: &mut SnapshotsClient<Channel>, name: &str, probe: &str) -> PathBuf {
+    let mounts = c
+        .view(req::view(probe, name))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    c.remove(req::remove(probe)).await.unwrap();
+    layer_of(&mounts)
+}
+
+fn layer_of(mounts: &[Mount]) -> PathBuf {
+    let m = &mounts[0];
+    if m.r#type == "bind" {
+        return PathBuf::from(&m.source);
+    }
+    let lower = m
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("lowerdir="))
+        .unwrap();
+    PathBuf::from(lower.split(':').next().unwrap())
+}
+
+/// Restarts cleanly, runs Cleanup, and checks metadata and disk agree.
+async fn restart_and_check(d: &mut Daemon) {
+    d.env.clear();
+    d.restart();
+    let mut c = d.client().await;
+    c.cleanup(req::cleanup()).await.unwrap();
+    d.stop();
+    d.assert_disk_matches_metadata(&d.backend.clone());
+    d.restart();
+}
+
+/// Every crash point, for every operation that reaches it, for both backends: the
+/// interrupted operation either happened entirely or not at all, everything before it is
+/// intact, and the daemon converges to metadata = disk.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_crash_point() {
+    let cases: &[(&str, &str)] = &[
+        ("create-after-rename", "prepare"),
+        ("meta-before-commit", "prepare"),
+        ("meta-after-commit", "prepare"),
+        ("meta-before-commit", "commit"),
+        ("meta-after-commit", "commit"),
+        ("commit-before-metadata", "commit"),
+        ("meta-before-commit", "remove"),
+        ("meta-after-commit", "remove"),
+        ("remove-after-metadata", "remove"),
+        ("meta-before-commit", "update"),
+        ("meta-after-commit", "update"),
+        ("cleanup-first-removal", "cleanup"),
+        ("cleanup-next-removal", "cleanup"),
+    ];
+    let mut crashes = 0;
+    for backend in BACKENDS {
+        for &(point, op) in cases {
+            let extra: &[&str] = if point == "remove-after-metadata" {
+                &["--config", "/dev/null"]
+            } else {
+                &[]
+            };
+            let mut d = Daemon::start_with(backend, extra);
+            let mut c = d.client().await;
+            // Base state: a committed layer with content, an active child with content, a
+            // removable leaf, and two orphans for Cleanup.
+            let m = c
+                .prepare(req::prepare("base-a", ""))
+                .await
+                .unwrap()
+                .into_inner()
+                .mounts;
+            std::fs::write(writable_dir(&m).join("base"), b"base").unwrap();
+            c.commit(req::commit("base", "base-a")).await.unwrap();
+            let m = c
+                .prepare(req::prepare("work", "base"))
+                .await
+                .unwrap()
+                .into_inner()
+                .mounts;
+            std::fs::write(writable_dir(&m).join("work"), b"work").unwrap();
+            c.prepare(req::prepare("victim", "")).await.unwrap();
+            for k in ["old1", "old2"] {
+                c.prepare(req::prepare(k, "")).await.unwrap();
+                c.remove(req::remove(k)).await.unwrap();
+            }
+            d.stop();
+            d.env = vec![("STRATA_CRASH_AT".into(), point.into())];
+            d.restart();
+            let mut c = d.client().await;
+            let answer = match op {
+                "prepare" => c.prepare(req::prepare("new", "base")).await.map(drop),
+                "commit" => c.commit(req::commit("done", "work")).await.map(drop),
+                "remove" => c.remove(req::remove("victim")).await.map(drop),
+                "update" => c
+                    .update(req::update("victim", req::labels(&[("l", "v")]), &[]))
+                    .await
+                    .map(drop),
+                _ => c.cleanup(req::cleanup()).await.map(drop),
+            };
+            assert!(
+                answer.is_err(),
+                "{backend} {point} {op}: the daemon answered instead of crashing"
+            );
+            let status = d.wait_exit();
+            assert!(!status.success(), "{backend} {point} {op}: {status}");
+            assert!(
+                d.stderr().contains(&format!("crash point {point:?}")),
+                "{backend} {point} {op}"
+            );
+            crashes += 1;
+
+            restart_and_check(&mut d).await;
+            let mut c = d.client().await;
+            let base = committed_dir(&mut c, "base", "probe-base").await;
+            assert_eq!(
+                std::fs::read(base.join("base")).unwrap(),
+                b"base",
+                "{backend} {point} {op}"
+            );
+            let listed = names(&mut c, &[]).await;
+            // Commit is atomic: exactly one of the active and the committed snapshot exists.
+            assert_ne!(
+                listed.contains(&"work".to_string()),
+                listed.contains(&"done".to_string()),
+                "{listed:?}"
+            );
+            if listed.contains(&"done".to_string()) {
+                let done = committed_dir(&mut c, "done", "probe-done").await;
+                assert_eq!(
+                    std::fs::read(done.join("work")).unwrap(),
+                    b"work",
+                    "{backend} {point} {op}"
+                );
+            }
+            if listed.contains(&"new".to_string()) {
+                let mounts = c
+                    .mounts(req::mounts("new"))
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .mounts;
+                assert!(
+                    exists(&writable_dir(&mounts)),
+                    "{backend} {point} {op}: new has its directory"
+                );
+            }
+            // The daemon carries on: the interrupted operation can be retried.
+            c.prepare(req::prepare("after", "base")).await.unwrap();
+            c.cleanup(req::cleanup()).await.unwrap();
+            d.stop();
+            d.assert_disk_matches_metadata(backend);
+        }
+    }
+    eprintln!("crash points injected and survived: {crashes}");
+}
+
+/// What the client knows for sure about a key after acknowledged operations.
+#[derive(Debug, Clone, PartialEq)]
+enum Known {
+    /// Committed with this content and labels.
+    Committed { content: String, label: String },
+    /// Acknowledged as removed.
+    Removed,
+}
+
+/// A mixed workload (Prepare, View, write, Commit, Update, Remove, Cleanup) from several
+/// clients, killed with SIGKILL at random instants, many times over: after each restart every
+/// acknowledged commit is there with its content and labels, no acknowledged remove came back,
+/// and after Cleanup metadata and disk agree.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_kills_during_workload() {
+    let rounds: usize = std::env::var("STRATA_CRASH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    let mut kills = 0;
+    let mut checked = 0;
+    for backend in BACKENDS {
+        let mut d = Daemon::start(backend);
+        let mut known: BTreeMap<String, Known> = BTreeMap::new();
+        let mut seed = 0x5eed_u64 ^ backend.len() as u64;
+        for round in 0..rounds {
+            let socket = d.socket.clone();
+            let mut workers = Vec::new();
+            for w in 0..4 {
+                let socket = socket.clone();
+                let committed: Vec<String> = known
+                    .iter()
+                    .filter(|(_, k)| matches!(k, Known::Committed { .. }))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                workers.push(tokio::spawn(async move {
+                    workload(socket, round, w, committed).await
+                }));
+            }
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let delay = 30 + (seed >> 33) % 170;
+            tokio::time::sleep(Duration::from_millis(delay)).await;
+            let status = d.stop_with(Signal::KILL);
+            assert!(!status.success());
+            kills += 1;
+            for worker in workers {
+                for (key, fact) in worker.await.unwrap() {
+                    known.insert(key, fact);
+                }
+            }
+            d.restart();
+            let mut c = d.client().await;
+            let present: BTreeSet<String> = names(&mut c, &[]).await.into_iter().collect();
+            for (key, fact) in &known {
+                match fact {
+                    Known::Removed => {
+                        assert!(!present.contains(key), "{backend}: removed {key} came back")
+                    }
+                    Known::Committed { content, label } => {
+                        assert!(
+                            present.contains(key),
+                            "{backend}: acknowledged commit {key} lost"
+                        );
+                        let info = c
+                            .stat(req::stat(key))
+                            .await
+                            .unwrap()
+                            .into_inner()
+                            .info
+                            .unwrap();
+                        assert_eq!(
+                            info.labels.get("mark"),
+                            Some(label),
+                            "{backend}: {key} labels"
+                        );
+                        let dir = committed_dir(&mut c, key, &format!("probe-{round}-{key}")).await;
+                        assert_eq!(
+                            std::fs::read_to_string(dir.join("data")).unwrap(),
+                            *content,
+                            "{key}"
+                        );
+                    }
+                }
+                checked += 1;
+            }
+            c.cleanup(req::cleanup()).await.unwrap();
+            d.stop();
+            d.assert_disk_matches_metadata(backend);
+            d.restart();
+        }
+    }
+    eprintln!("random kills: {kills}, acknowledged facts checked: {checked}");
+}
+
+/// One client's share of the workload: runs until the daemon dies, returns what it knows for
+/// sure (acknowledged commits with their content and label, acknowledged removes). A key
+/// whose last operation was in flight at the crash is left out: either outcome is allowed.
+async fn workload(
+    socket: PathBuf,
+    round: usize,
+    worker: usize,
+    committed: Vec<String>,
+) -> Vec<(String, Known)> {
+    let mut facts = Vec::new();
+    let Ok(mut c) = strata_grpc::client::connect(&socket).await else {
+        return facts;
+    };
+    let mut i = 0usize;
+    loop {
+        i += 1;
+        let key = format!("r{round}-w{worker}-{i}");
+        let parent = if i % 3 == 0 {
+            committed
+                .get(i % committed.len().max(1))
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let Ok(resp) = c
+            .prepare(req::prepare(&format!("{key}-active"), &parent))
+            .await
+        else {
+            return facts;
+        };
+        let dir = writable_dir(&resp.into_inner().mounts);
+        let content = format!("content of {key}");
+        if std::fs::write(dir.join("data"), &content).is_err() {
+            return facts;
+        }
+        let mut commit = req::commit(&key, &format!("{key}-active"));
+        commit.labels = req::labels(&[("mark", "v1")]);
+        if c.commit(commit).await.is_err() {
+            return facts;
+        }
+        facts.push((
+            key.clone(),
+            Known::Committed {
+                content: content.clone(),
+                label: "v1".into(),
+            },
+        ));
+        let n = facts.len() - 1;
+        if c.update(req::update(
+            &key,
+            req::labels(&[("mark", "v2")]),
+            &["labels.mark"],
+        ))
+        .await
+        .is_err()
+        {
+            facts.pop();
+            return facts;
+        }
+        facts[n] = (
+            key.clone(),
+            Known::Committed {
+                content,
+                label: "v2".into(),
+            },
+        );
+        if i % 2 == 0 {
+            if c.view(req::view(&format!("{key}-view"), &key))
+                .await
+                .is_err()
+            {
+                return facts;
+            }
+            if c.remove(req::remove(&format!("{key}-view"))).await.is_err() {
+                return facts;
+            }
+            let before = facts.pop().unwrap();
+            if c.remove(req::remove(&key)).await.is_err() {
+                return facts;
+            }
+            let _ = before;
+            facts.push((key.clone(), Known::Removed));
+        }
+        if i % 5 == 0 && c.cleanup(req::cleanup()).await.is_err() {
+            return facts;
+        }
+    }
+}
