@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build, offline, a small OCI image for the containerd end-to-end test.
 
-    mkimage.py BUSYBOX OUT.tar IMAGE_NAME
+    mkimage.py BUSYBOX OUT.tar IMAGE_NAME [LAYERS]
 
 Writes an OCI image layout tarball (oci-layout, index.json, blobs/sha256/...)
 with three gzip layers on top of busybox:
@@ -25,6 +25,10 @@ layer 2
 layer 3
     modify.txt replaced ("layer3"), .wh.gone-dir, layer3.txt
     chowned.txt: re-added with uid 2000 gid 2001 mode 0604 (was 0:0 0644 in layer 1)
+layer 4 (only with LAYERS=4)
+    layer4.txt
+
+Prints the manifest digest, then the chain ID of each layer, one a line.
 
 Every tar member has mtime 1700000000 so the image is reproducible.
 """
@@ -92,9 +96,12 @@ class Layer:
 
 
 def main():
-    if len(sys.argv) != 4:
-        sys.exit("usage: mkimage.py BUSYBOX OUT.tar IMAGE_NAME")
-    busybox_path, out_path, image_name = sys.argv[1:]
+    if len(sys.argv) not in (4, 5):
+        sys.exit("usage: mkimage.py BUSYBOX OUT.tar IMAGE_NAME [LAYERS (3 or 4)]")
+    busybox_path, out_path, image_name = sys.argv[1:4]
+    nlayers = int(sys.argv[4]) if len(sys.argv) == 5 else 3
+    if nlayers not in (3, 4):
+        sys.exit("mkimage.py: LAYERS must be 3 or 4")
     with open(busybox_path, "rb") as f:
         busybox = f.read()
 
@@ -150,6 +157,10 @@ def main():
     l3.file("data/layer3.txt", "layer3\n")
     l3.file("data/chowned.txt", "ownership changed in layer 3\n", 0o604, 2000, 2001)
 
+    l4 = Layer()
+    l4.dir("data")
+    l4.file("data/layer4.txt", "layer4\n")
+
     blobs = {}
 
     def add_blob(data):
@@ -158,7 +169,7 @@ def main():
         return digest
 
     layers, diff_ids = [], []
-    for layer in (l1, l2, l3):
+    for layer in (l1, l2, l3, l4)[:nlayers]:
         gz, diff_id = layer.finish()
         layers.append({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",

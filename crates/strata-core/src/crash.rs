@@ -35,10 +35,13 @@ fn pause_armed() -> Option<&'static (String, std::path::PathBuf)> {
         .as_ref()
 }
 
-/// Waits while `STRATA_PAUSE_FILE` exists if `STRATA_PAUSE_AT` equals `point`.
+/// Waits while `STRATA_PAUSE_FILE` exists if `STRATA_PAUSE_AT` equals `point` — the first
+/// time only, so the test can run the same operation freely while the first one is held.
 pub fn pause(point: &str) {
+    static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     if let Some((armed, file)) = pause_armed()
         && armed == point
+        && !USED.swap(true, std::sync::atomic::Ordering::AcqRel)
     {
         eprintln!(
             "strata: pause point {point:?} reached, waiting for {} to go",

@@ -6,11 +6,13 @@
 //! - [`status`]: the one mapping of domain errors to gRPC codes;
 //! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
 //!   field and running the blocking work off the async runtime;
-//! - [`client`]: a client over a unix socket, for the CLI and tests.
+//! - [`client`]: a client over a unix socket, for the CLI and tests;
+//! - [`metrics`]: Prometheus metrics the server records, and their HTTP endpoint.
 #![forbid(unsafe_code)]
 
 pub mod client;
 pub mod convert;
+pub mod metrics;
 pub mod server;
 pub mod status;
 

@@ -14,6 +14,7 @@ use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::convert;
+use crate::metrics::Metrics;
 use crate::proto::snapshots as pb;
 use crate::proto::snapshots::snapshots_server::{Snapshots, SnapshotsServer};
 use crate::status::to_status;
@@ -80,12 +81,23 @@ impl Backends {
     }
 }
 
-/// Fires its token when dropped.
-struct CancelOnDrop(Cancel);
+/// Fires its token when dropped before the work finished (the client went away or the
+/// deadline passed: tonic drops the handler's future).
+struct CancelOnDrop {
+    token: Cancel,
+    op: &'static str,
+    finished: bool,
+}
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.0.cancel();
+        if !self.finished {
+            self.token.cancel();
+            tracing::debug!(
+                op = self.op,
+                "request abandoned by the client or its deadline; cancelling"
+            );
+        }
     }
 }
 
@@ -93,16 +105,23 @@ impl Drop for CancelOnDrop {
 #[derive(Clone)]
 pub struct SnapshotService {
     backends: Arc<Backends>,
+    metrics: Arc<Metrics>,
 }
 
 impl SnapshotService {
     /// A service answering from `backends`.
     pub fn new(backends: Arc<Backends>) -> SnapshotService {
-        SnapshotService { backends }
+        SnapshotService::with_metrics(backends, Arc::default())
+    }
+
+    /// A service answering from `backends` and recording into `metrics`.
+    pub fn with_metrics(backends: Arc<Backends>, metrics: Arc<Metrics>) -> SnapshotService {
+        SnapshotService { backends, metrics }
     }
 
     /// Runs `f` against the backend named `snapshotter` on the blocking pool, logging the
-    /// operation, its key and duration at debug level and its failure at warn level.
+    /// operation, its key and duration at debug level and its failure at warn level, and
+    /// recording both in the metrics.
     async fn run<T: Send + 'static>(
         &self,
         op: &'static str,
@@ -110,15 +129,33 @@ impl SnapshotService {
         key: &str,
         f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
-        let backend = self.backends.get(snapshotter).map_err(|e| to_status(&e))?;
+        let backend = self.backends.get(snapshotter).map_err(|e| {
+            let status = to_status(&e);
+            self.metrics.failed(op, status.code());
+            status
+        })?;
+        let backend_name = backend.name().to_owned();
         let start = Instant::now();
         // Dropped with this future: when the client cancels or the deadline passes, tonic
         // drops the handler and the blocking work sees the token fire.
-        let cancel = CancelOnDrop(Cancel::new());
-        let token = cancel.0.clone();
+        let mut cancel = CancelOnDrop {
+            token: Cancel::new(),
+            op,
+            finished: false,
+        };
+        let token = cancel.token.clone();
         let result = tokio::task::spawn_blocking(move || token.run(|| f(&*backend)))
             .await
-            .map_err(|e| Status::internal(format!("{op} handler panicked: {e}")))?;
+            .map_err(|e| Status::internal(format!("{op} handler panicked: {e}")));
+        cancel.finished = true;
+        let code = match &result {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(to_status(e).code()),
+            Err(status) => Some(status.code()),
+        };
+        self.metrics
+            .observe(op, &backend_name, start.elapsed(), code);
+        let result = result?;
         let elapsed_us = start.elapsed().as_micros() as u64;
         match result {
             Ok(value) => {
@@ -253,12 +290,19 @@ impl Snapshots for SnapshotService {
         request: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
         let r = request.into_inner();
+        let metrics = Arc::clone(&self.metrics);
+        let refused = |status: Status| {
+            metrics.failed("list", status.code());
+            status
+        };
         let backend = self
             .backends
             .get(&r.snapshotter)
-            .map_err(|e| to_status(&e))?;
-        let filter = Filter::parse_all(&r.filters).map_err(|e| to_status(&Error::from(e)))?;
+            .map_err(|e| refused(to_status(&e)))?;
+        let filter =
+            Filter::parse_all(&r.filters).map_err(|e| refused(to_status(&Error::from(e))))?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let start = Instant::now();
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(LIST_BATCH);
             let result = backend.walk(&filter, &mut |info| {
@@ -271,6 +315,12 @@ impl Snapshots for SnapshotService {
                 }
                 Ok(())
             });
+            // The walk's time, not the client's: a slow reader is not a slow List.
+            let code = match &result {
+                Ok(()) | Err(Error::Closed) => None,
+                Err(e) => Some(to_status(e).code()),
+            };
+            metrics.observe("list", backend.name(), start.elapsed(), code);
             let last = match result {
                 Ok(()) if batch.is_empty() => return,
                 Ok(()) => Ok(pb::ListSnapshotsResponse { info: batch }),
@@ -288,16 +338,26 @@ impl Snapshots for SnapshotService {
     ) -> Result<Response<pb::UsageResponse>, Status> {
         let r = request.into_inner();
         let key = r.key.clone();
+        let metrics = Arc::clone(&self.metrics);
         let usage = self
-            .run("usage", &r.snapshotter, &r.key, move |s| s.usage(&key))
+            .run("usage", &r.snapshotter, &r.key, move |s| {
+                let usage = s.usage(&key)?;
+                metrics.usage_measured(s.name(), &key, usage);
+                Ok(usage)
+            })
             .await?;
         Ok(Response::new(convert::usage_to_wire(usage)))
     }
 
     async fn cleanup(&self, request: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        self.run("cleanup", &r.snapshotter, "", |s| s.cleanup())
-            .await?;
+        let metrics = Arc::clone(&self.metrics);
+        self.run("cleanup", &r.snapshotter, "", move |s| {
+            let report = s.cleanup()?;
+            metrics.cleanup_done(s.name(), &report);
+            Ok(report)
+        })
+        .await?;
         Ok(Response::new(()))
     }
 }
@@ -309,8 +369,21 @@ pub async fn serve(
     backends: Arc<Backends>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_metrics(listener, backends, Arc::default(), shutdown).await
+}
+
+/// [`serve`], recording every request into `metrics` (which
+/// [`crate::metrics::serve_http`] can expose).
+pub async fn serve_with_metrics(
+    listener: UnixListener,
+    backends: Arc<Backends>,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
     tonic::transport::Server::builder()
-        .add_service(SnapshotsServer::new(SnapshotService::new(backends)))
+        .add_service(SnapshotsServer::new(SnapshotService::with_metrics(
+            backends, metrics,
+        )))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

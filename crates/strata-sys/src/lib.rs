@@ -1,11 +1,12 @@
 //! The only place Strata talks to the kernel beyond `std`: file locks, filesystem feature
-//! probes, faithful tree copies (owners, modes, times, xattrs, devices, hard links, reflinks),
-//! disk usage walks and mounts. Everything is built on rustix's safe wrappers, so the crate
-//! needs no `unsafe` of its own; a raw call that rustix lacks would get its one `unsafe` block
-//! here, with a `// SAFETY:` note.
+//! probes, filesystem types and free space, faithful tree copies (owners, modes, times,
+//! xattrs, devices, hard links, reflinks), disk usage walks and mounts. Everything is built
+//! on rustix's safe wrappers, so the crate needs no `unsafe` of its own; a raw call that
+//! rustix lacks would get its one `unsafe` block here, with a `// SAFETY:` note.
 #![forbid(unsafe_code)]
 
 pub mod copy;
+pub mod fsinfo;
 pub mod lock;
 pub mod mount;
 pub mod probe;

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Default root directory.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata";
@@ -14,7 +14,7 @@ pub const DEFAULT_CONFIG: &str = "/etc/strata/config.toml";
 pub const KNOWN_BACKENDS: &[&str] = &["overlay", "native"];
 
 /// The daemon's configuration (see `contrib/config.toml` for a commented example).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Root directory; each backend keeps its data in `<root>/<backend>`.
@@ -33,12 +33,14 @@ pub struct Config {
     pub sync_commit: bool,
     /// Log filter when `RUST_LOG` is unset (`info`, `debug`, `strata=debug`, …).
     pub log_level: String,
+    /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`); empty or absent: none.
+    pub metrics_address: Option<String>,
     /// Overlay backend settings.
     pub overlay: OverlayConfig,
 }
 
 /// `[overlay]` settings.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverlayConfig {
     /// Add the `containerd.io/snapshot/overlay.upperdir` label to every snapshot's info.
@@ -58,6 +60,7 @@ impl Default for Config {
             sync_remove: false,
             sync_commit: false,
             log_level: "info".into(),
+            metrics_address: None,
             overlay: OverlayConfig::default(),
         }
     }

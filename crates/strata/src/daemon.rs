@@ -9,7 +9,8 @@ use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Engine, EngineOptions, Recovery};
 use strata_core::Snapshotter;
-use strata_grpc::server::{Backends, TransportError, serve};
+use strata_grpc::metrics::{Metrics, serve_http};
+use strata_grpc::server::{Backends, TransportError, serve_with_metrics};
 use strata_sys::lock::RootLock;
 
 use crate::config::{Config, ConfigError};
@@ -52,6 +53,14 @@ pub enum DaemonError {
     /// The gRPC server failed.
     #[error("serving: {0}")]
     Serve(#[from] TransportError),
+    /// The metrics endpoint could not listen on its address.
+    #[error("metrics address {address}: {source}")]
+    Metrics {
+        /// The configured `HOST:PORT`.
+        address: String,
+        /// What failed.
+        source: std::io::Error,
+    },
 }
 
 fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonError {
@@ -137,14 +146,42 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         .build()
         .map_err(io("starting runtime", Path::new("-")))?;
     let result = runtime.block_on(async {
+        let shutdown = shutdown_signal()?;
         let listener = bind_socket(&config)?;
+        let metrics = Arc::new(Metrics::new());
+        let metrics_server = match config.metrics_address.as_deref() {
+            Some(address) if !address.is_empty() => {
+                let http = tokio::net::TcpListener::bind(address)
+                    .await
+                    .map_err(|source| DaemonError::Metrics {
+                        address: address.to_owned(),
+                        source,
+                    })?;
+                if let Ok(bound) = http.local_addr() {
+                    tracing::info!(address = %bound, "serving metrics on http://{bound}/metrics");
+                }
+                let task = serve_http(
+                    http,
+                    Arc::clone(&metrics),
+                    Arc::clone(&backends),
+                    std::future::pending(),
+                );
+                Some(tokio::spawn(task))
+            }
+            _ => None,
+        };
         tracing::info!(
             address = %config.address.display(),
             root = %config.root.display(),
             backends = ?backends.all().iter().map(|b| b.name()).collect::<Vec<_>>(),
             "serving"
         );
-        serve(listener, Arc::clone(&backends), shutdown_signal()).await?;
+        let served = serve_with_metrics(listener, Arc::clone(&backends), metrics, shutdown).await;
+        // Scrapes walk the backends, which are about to close.
+        if let Some(task) = metrics_server {
+            task.abort();
+        }
+        served?;
         Ok::<(), DaemonError>(())
     });
     tracing::info!("shutting down: closing backends");
@@ -153,14 +190,21 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     result
 }
 
-async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once (so a signal that arrives while the
+/// socket is being bound already means "shut down", not "die") and returns the future that
+/// resolves on the first of them.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, DaemonError> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("installing SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
-    }
+    let mut term = signal(SignalKind::terminate())
+        .map_err(io("installing SIGTERM handler", Path::new("-")))?;
+    let mut int =
+        signal(SignalKind::interrupt()).map_err(io("installing SIGINT handler", Path::new("-")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 /// Binds the socket, replacing a stale socket file left by a crash (but never one a live

@@ -1,9 +1,11 @@
-//! `strata`: the daemon (`strata serve`) and, later, its client subcommands.
+//! `strata`: the daemon (`strata serve`), its client subcommands (`ls`, `info`, `mount`, …)
+//! and the operator's offline tools (`doctor`, `fsck`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use strata::cli::ClientCommand;
 use strata::config::{Config, DEFAULT_CONFIG};
 
 /// Strata: a containerd snapshotter (proxy plugin) with overlay and native backends.
@@ -18,6 +20,19 @@ struct Cli {
 enum Command {
     /// Run the daemon: serve containerd's snapshots API on a unix socket.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Check what this machine and root support and what Strata will use (OK/WARN/FAIL).
+    Doctor(strata::doctor::DoctorArgs),
+    /// Check a stopped daemon's root: metadata against directories (--repair: fix what is safe).
+    Fsck(strata::fsck::FsckArgs),
+    /// Print a shell completion script (bash, zsh, fish, …).
+    ///
+    /// For example: `strata completions bash > /etc/bash_completion.d/strata`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(clap::Args)]
@@ -34,12 +49,22 @@ struct ServeArgs {
     /// Default backend: overlay or native [default: overlay]
     #[arg(long)]
     backend: Option<String>,
+    /// Serve Prometheus metrics on HOST:PORT (`GET /metrics`) [default: off]
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_address: Option<String>,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Client(command) => strata::cli::run(command),
+        Command::Doctor(args) => ExitCode::from(strata::doctor::main(args)),
+        Command::Fsck(args) => ExitCode::from(strata::fsck::main(args)),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "strata", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
     }
 }
 
@@ -63,6 +88,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(backend) = args.backend {
         config.backend = backend;
+    }
+    if let Some(metrics) = args.metrics_address {
+        config.metrics_address = Some(metrics);
     }
     init_logging(&config.log_level);
     match strata::daemon::run(config) {

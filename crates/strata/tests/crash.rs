@@ -287,7 +287,7 @@ async fn workload(
     loop {
         i += 1;
         let key = format!("r{round}-w{worker}-{i}");
-        let parent = if i % 3 == 0 {
+        let parent = if i.is_multiple_of(3) {
             committed
                 .get(i % committed.len().max(1))
                 .cloned()
@@ -337,7 +337,7 @@ async fn workload(
                 label: "v2".into(),
             },
         );
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             if c.view(req::view(&format!("{key}-view"), &key))
                 .await
                 .is_err()
@@ -354,7 +354,7 @@ async fn workload(
             let _ = before;
             facts.push((key.clone(), Known::Removed));
         }
-        if i % 5 == 0 && c.cleanup(req::cleanup()).await.is_err() {
+        if i.is_multiple_of(5) && c.cleanup(req::cleanup()).await.is_err() {
             return facts;
         }
     }

@@ -23,6 +23,14 @@ async fn permissions_and_clean_shutdown() {
             & 0o777,
         0o700
     );
+    for file in [
+        "strata.lock",
+        "overlay/metadata.redb",
+        "native/metadata.redb",
+    ] {
+        let mode = std::fs::metadata(d.root.join(file)).unwrap().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{file}");
+    }
     d.stop();
     assert!(!exists(&d.socket), "socket removed on shutdown");
 }

@@ -166,6 +166,11 @@ impl Daemon {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon not running").id()
+    }
+
     /// Whether the process is running.
     pub fn running(&mut self) -> bool {
         self.child

@@ -8,7 +8,8 @@
 //	strataprobe SOCKET SNAPSHOTTER usage KEY       <size> <inodes>
 //	strataprobe SOCKET SNAPSHOTTER cleanup         calls Cleanup
 //
-// A failing call prints "error: <grpc code>: <message>" on stderr and exits 1.
+// A failing call prints "error: <class>: <message>" on stderr (the class is the
+// containerd errdefs class of the gRPC code, e.g. not-found) and exits 1.
 // Build (offline, GOPATH mode): see ../../../run.sh.
 package main
 
@@ -22,10 +23,10 @@ import (
 	"time"
 
 	snapshotsapi "github.com/containerd/containerd/api/services/snapshots/v1"
+	"github.com/containerd/containerd/errdefs"
 	"github.com/containerd/containerd/snapshots"
 	"github.com/containerd/containerd/snapshots/proxy"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/status"
 )
 
 func line(info snapshots.Info) string {
@@ -42,11 +43,22 @@ func line(info snapshots.Info) string {
 }
 
 func fail(err error) {
-	if st, ok := status.FromError(err); ok {
-		fmt.Fprintf(os.Stderr, "error: %s: %s\n", st.Code(), st.Message())
-	} else {
-		fmt.Fprintf(os.Stderr, "error: %v\n", err)
+	class := "unknown"
+	switch {
+	case errdefs.IsNotFound(err):
+		class = "not-found"
+	case errdefs.IsAlreadyExists(err):
+		class = "already-exists"
+	case errdefs.IsFailedPrecondition(err):
+		class = "failed-precondition"
+	case errdefs.IsInvalidArgument(err):
+		class = "invalid-argument"
+	case errdefs.IsUnavailable(err):
+		class = "unavailable"
+	case errdefs.IsNotImplemented(err):
+		class = "not-implemented"
 	}
+	fmt.Fprintf(os.Stderr, "error: %s: %v\n", class, err)
 	os.Exit(1)
 }
 

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Builds bench/anchor (strata-anchor: containerd's own overlay/native
+# snapshotter served over the snapshots gRPC API) offline, in GOPATH mode,
+# against the Debian-packaged containerd 1.6 sources.
+#
+#   bench/anchor/build.sh [OUTPUT]     (default /var/tmp/strata-bench/strata-anchor)
+#
+# Prerequisites: apt-get install golang-go golang-github-containerd-containerd-dev
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+OUT=${1:-/var/tmp/strata-bench/strata-anchor}
+CONTAINERD_SRC=/usr/share/gocode/src/github.com/containerd/containerd
+
+die() { echo "build.sh: error: $*" >&2; exit 1; }
+command -v go >/dev/null 2>&1 ||
+  die "'go' not found. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
+[ -f "$CONTAINERD_SRC/contrib/snapshotservice/service.go" ] ||
+  die "containerd source not found under $CONTAINERD_SRC. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
+
+export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0
+export GOPATH="$SCRIPT_DIR:/usr/share/gocode"
+export GOCACHE=${GOCACHE:-/var/tmp/strata-gocache}
+mkdir -p "$(dirname "$OUT")" "$GOCACHE"
+
+# -p 1: the machine is small and other builds may be running.
+go build -p 1 -trimpath -o "$OUT" strataanchor
+go vet strataanchor
+echo "build.sh: built $OUT ($(go version | awk '{print $3}'), containerd $(sed -n 's/^\tVersion = "\(.*\)"/\1/p' "$CONTAINERD_SRC/version/version.go" 2>/dev/null || echo 1.6))" >&2

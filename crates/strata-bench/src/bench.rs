@@ -1,0 +1,686 @@
+//! The default benchmark: one row per operation containerd waits on, each measured against
+//! both servers in alternating rounds.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::Result;
+use crate::env::Env;
+use crate::ops::{
+    GROUP_LABEL, Measured, Plan, Target, active_key, committed_key, drive, labels, remove_all,
+    run_all, writable_dir, write_tree,
+};
+use crate::report::{RowResult, fmt_dur, summarize};
+
+/// Snapshots in the full-List row.
+pub const LIST_SMALL: usize = 3_000;
+/// Snapshots in the filtered-List row.
+pub const LIST_LARGE: usize = 10_000;
+/// One in this many listed snapshots matches the filter of the filtered-List row.
+pub const RARE_EVERY: u64 = 1_000;
+/// Files in the layers of the Usage and large-Commit rows.
+pub const LAYER_FILES: usize = 10_000;
+/// Layers in the chain row.
+pub const CHAIN_LAYERS: usize = 128;
+/// Actives the Stat and Mounts rows spread their requests over.
+const STAT_POOL: usize = 64;
+/// Fixed ids of the Usage rows' snapshots.
+const USAGE_ACTIVE_ID: u64 = 900_000_001;
+const USAGE_COMMITTED_ID: u64 = 900_000_002;
+
+/// Knobs of the default benchmark.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// Rounds; each round measures every row on both servers, alternating which goes first.
+    pub rounds: usize,
+    /// Operations per round of a light row with 1 client (8 clients do twice as many).
+    pub ops: usize,
+    /// Samples per round of the Commit of a 10,000-file layer.
+    pub heavy_iters: usize,
+    /// Only rows whose id contains one of these (all rows if empty).
+    pub select: Vec<String>,
+}
+
+/// What a row measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Prepare,
+    PrepareParent,
+    View,
+    Commit,
+    Remove,
+    Stat,
+    Mounts,
+    ListSmall,
+    ListFilter,
+    UsageActive,
+    UsageCommitted,
+    CommitLarge,
+    Chain,
+}
+
+/// The state a group of rows needs on both servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Each measurement makes and removes its own snapshots.
+    SelfContained,
+    /// `LIST_SMALL` snapshots exist.
+    ListSmall,
+    /// `LIST_LARGE` snapshots exist.
+    ListLarge,
+    /// The two 10,000-file snapshots of the Usage rows exist.
+    Usage,
+}
+
+struct RowDef {
+    id: &'static str,
+    title: &'static str,
+    op: Op,
+    phase: Phase,
+    clients: usize,
+    note: &'static str,
+}
+
+const fn row(
+    id: &'static str,
+    title: &'static str,
+    op: Op,
+    phase: Phase,
+    clients: usize,
+    note: &'static str,
+) -> RowDef {
+    RowDef {
+        id,
+        title,
+        op,
+        phase,
+        clients,
+        note,
+    }
+}
+
+const ROWS: &[RowDef] = &[
+    row(
+        "prepare/1",
+        "Prepare (no parent)",
+        Op::Prepare,
+        Phase::SelfContained,
+        1,
+        "",
+    ),
+    row(
+        "prepare/8",
+        "Prepare (no parent)",
+        Op::Prepare,
+        Phase::SelfContained,
+        8,
+        "",
+    ),
+    row(
+        "prepare-parent/1",
+        "Prepare on a parent",
+        Op::PrepareParent,
+        Phase::SelfContained,
+        1,
+        "",
+    ),
+    row(
+        "prepare-parent/8",
+        "Prepare on a parent",
+        Op::PrepareParent,
+        Phase::SelfContained,
+        8,
+        "",
+    ),
+    row("view/1", "View", Op::View, Phase::SelfContained, 1, ""),
+    row("view/8", "View", Op::View, Phase::SelfContained, 8, ""),
+    row(
+        "commit/1",
+        "Commit (1-file layer)",
+        Op::Commit,
+        Phase::SelfContained,
+        1,
+        "",
+    ),
+    row(
+        "commit/8",
+        "Commit (1-file layer)",
+        Op::Commit,
+        Phase::SelfContained,
+        8,
+        "",
+    ),
+    row(
+        "remove/1",
+        "Remove",
+        Op::Remove,
+        Phase::SelfContained,
+        1,
+        "",
+    ),
+    row(
+        "remove/8",
+        "Remove",
+        Op::Remove,
+        Phase::SelfContained,
+        8,
+        "",
+    ),
+    row("stat/1", "Stat", Op::Stat, Phase::SelfContained, 1, ""),
+    row("stat/8", "Stat", Op::Stat, Phase::SelfContained, 8, ""),
+    row(
+        "mounts/1",
+        "Mounts (1 parent)",
+        Op::Mounts,
+        Phase::SelfContained,
+        1,
+        "",
+    ),
+    row(
+        "mounts/8",
+        "Mounts (1 parent)",
+        Op::Mounts,
+        Phase::SelfContained,
+        8,
+        "",
+    ),
+    row(
+        "list-3000/1",
+        "List, 3,000 snapshots",
+        Op::ListSmall,
+        Phase::ListSmall,
+        1,
+        "",
+    ),
+    row(
+        "list-3000/8",
+        "List, 3,000 snapshots",
+        Op::ListSmall,
+        Phase::ListSmall,
+        8,
+        "",
+    ),
+    row(
+        "list-filter/1",
+        "List, label filter, 10 of 10,000",
+        Op::ListFilter,
+        Phase::ListLarge,
+        1,
+        "",
+    ),
+    row(
+        "list-filter/8",
+        "List, label filter, 10 of 10,000",
+        Op::ListFilter,
+        Phase::ListLarge,
+        8,
+        "",
+    ),
+    row(
+        "usage-active/1",
+        "Usage, active, 10,000 files",
+        Op::UsageActive,
+        Phase::Usage,
+        1,
+        "1 client only: a walk of the tree, bound by the filesystem",
+    ),
+    row(
+        "usage-committed/1",
+        "Usage, committed, 10,000 files",
+        Op::UsageCommitted,
+        Phase::Usage,
+        1,
+        "",
+    ),
+    row(
+        "usage-committed/8",
+        "Usage, committed, 10,000 files",
+        Op::UsageCommitted,
+        Phase::Usage,
+        8,
+        "",
+    ),
+    row(
+        "commit-10k/1",
+        "Commit of a 10,000-file layer",
+        Op::CommitLarge,
+        Phase::SelfContained,
+        1,
+        "1 client only; files written and synced before the timed Commit; ops/s = 1/mean",
+    ),
+    row(
+        "chain-128/1",
+        "Chain of 128 layers, per layer",
+        Op::Chain,
+        Phase::SelfContained,
+        1,
+        "1 client only; per layer: Prepare, mount, write 4 KiB, unmount, Commit; ops/s = layers/s",
+    ),
+];
+
+/// The ids and titles of every row, for `--help`-style listings.
+pub fn row_ids() -> Vec<&'static str> {
+    ROWS.iter().map(|r| r.id).collect()
+}
+
+fn selected(cfg: &RunConfig, r: &RowDef) -> bool {
+    cfg.select.is_empty() || cfg.select.iter().any(|s| r.id.contains(s.as_str()))
+}
+
+/// Runs every selected row on both targets (`targets[0]` Strata, `targets[1]` containerd),
+/// printing a progress line per row on stderr.
+pub async fn run(env: &Env, targets: &[Target; 2], cfg: &RunConfig) -> Result<Vec<RowResult>> {
+    let rows: Vec<&RowDef> = ROWS.iter().filter(|r| selected(cfg, r)).collect();
+    if rows.is_empty() {
+        return Err(format!(
+            "no row matches {:?}; rows: {}",
+            cfg.select,
+            row_ids().join(" ")
+        )
+        .into());
+    }
+    let mut results = Vec::new();
+    let mut populated = 0usize;
+    let mut usage_ready = false;
+    let total = rows.len();
+    for (n, r) in rows.iter().enumerate() {
+        // Bring both servers to the state this row's phase needs.
+        let want = match r.phase {
+            Phase::ListSmall => LIST_SMALL,
+            Phase::ListLarge => LIST_LARGE,
+            _ => 0,
+        };
+        if populated != want {
+            let t0 = Instant::now();
+            let (a, b) = tokio::join!(
+                set_population(&targets[0], populated, want),
+                set_population(&targets[1], populated, want)
+            );
+            a?;
+            b?;
+            eprintln!(
+                "  (population {populated} -> {want} snapshots on both servers: {:.1} s)",
+                t0.elapsed().as_secs_f64()
+            );
+            populated = want;
+        }
+        if (r.phase == Phase::Usage) != usage_ready {
+            let t0 = Instant::now();
+            let (a, b) = if usage_ready {
+                tokio::join!(usage_teardown(&targets[0]), usage_teardown(&targets[1]))
+            } else {
+                tokio::join!(usage_setup(&targets[0]), usage_setup(&targets[1]))
+            };
+            a?;
+            b?;
+            usage_ready = !usage_ready;
+            eprintln!(
+                "  (usage fixtures {}: {:.1} s)",
+                if usage_ready { "written" } else { "removed" },
+                t0.elapsed().as_secs_f64()
+            );
+        }
+
+        let t0 = Instant::now();
+        let mut acc = [Measured::default(), Measured::default()];
+        for round in 0..cfg.rounds {
+            let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            for i in order {
+                let m = measure(env, &targets[i], r, cfg)
+                    .await
+                    .map_err(|e| format!("{} on {}: {e}", r.id, targets[i].kind().name()))?;
+                acc[i].merge(m);
+                targets[i].server.check_alive(env)?;
+                // Leave no writeback of this server's teardown to slow the other one down.
+                targets[i].sync()?;
+            }
+        }
+        let [s, c] = acc;
+        let result = RowResult::new(
+            r.id,
+            r.title,
+            r.clients,
+            r.note,
+            summarize(&s),
+            summarize(&c),
+        );
+        eprintln!(
+            "[{}/{}] {:<18} strata p50 {:>8}  containerd p50 {:>8}  ratio {:>6.2}  ({:.1} s)",
+            n + 1,
+            total,
+            r.id,
+            fmt_dur(result.strata.p50_us),
+            fmt_dur(result.containerd.p50_us),
+            result.ratio.p50,
+            t0.elapsed().as_secs_f64()
+        );
+        results.push(result);
+    }
+    if populated > 0 {
+        let (a, b) = tokio::join!(
+            set_population(&targets[0], populated, 0),
+            set_population(&targets[1], populated, 0)
+        );
+        a?;
+        b?;
+    }
+    if usage_ready {
+        let (a, b) = tokio::join!(usage_teardown(&targets[0]), usage_teardown(&targets[1]));
+        a?;
+        b?;
+    }
+    Ok(results)
+}
+
+/// Labels of population snapshot `id`: one in [`RARE_EVERY`] is `rare`.
+fn population_labels(id: u64) -> std::collections::HashMap<String, String> {
+    let group = if id % RARE_EVERY == RARE_EVERY / 2 {
+        "rare"
+    } else {
+        "common"
+    };
+    labels(&[(GROUP_LABEL, group)])
+}
+
+/// Grows or shrinks the list population (actives with ids `1..=n`) from `from` to `to`.
+async fn set_population(t: &Target, from: usize, to: usize) -> Result<()> {
+    if to > from {
+        let n = to - from;
+        run_all(t, 8, n, None, move |mut c, i| {
+            let id = (from + i + 1) as u64;
+            async move {
+                c.prepare(active_key(id), String::new(), population_labels(id))
+                    .await
+                    .map(drop)
+            }
+        })
+        .await
+    } else {
+        remove_all(t, (to + 1..=from).map(|id| active_key(id as u64)).collect()).await
+    }
+}
+
+async fn usage_setup(t: &Target) -> Result<()> {
+    let mut c = t.conn(0);
+    let mounts = c
+        .prepare(active_key(USAGE_ACTIVE_ID), String::new(), labels(&[]))
+        .await?;
+    write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
+    let key = active_key(USAGE_COMMITTED_ID);
+    let mounts = c.prepare(key.clone(), String::new(), labels(&[])).await?;
+    write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
+    t.sync()?;
+    c.commit(committed_key(USAGE_COMMITTED_ID), key).await?;
+    t.sync()
+}
+
+async fn usage_teardown(t: &Target) -> Result<()> {
+    remove_all(
+        t,
+        vec![
+            active_key(USAGE_ACTIVE_ID),
+            committed_key(USAGE_COMMITTED_ID),
+        ],
+    )
+    .await
+}
+
+/// A small file, as a tiny layer holds.
+fn write_small_file(dir: &Path) -> Result<()> {
+    std::fs::write(dir.join("etc-hostname"), [b'h'; 4096])?;
+    Ok(())
+}
+
+/// The plan of a cheap read-only row: at least `n` operations, then on for up to 1 s (at
+/// most `10 n`), so that fast rows still run long enough to be stable.
+fn read_plan(n: usize) -> Plan {
+    Plan {
+        max_ops: n * 10,
+        min_ops: n,
+        budget: Some(Duration::from_secs(1)),
+    }
+}
+
+/// One measurement of row `r` on `t`: its own setup, the timed part, its own teardown.
+async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<Measured> {
+    let n = if r.clients > 1 { cfg.ops * 2 } else { cfg.ops };
+    let c = r.clients;
+    match r.op {
+        Op::Prepare => {
+            let base = t.fresh_ids(n as u64);
+            t.sync()?;
+            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
+                conn.prepare(active_key(base + i as u64), String::new(), labels(&[]))
+                    .await
+                    .map(drop)
+            })
+            .await?;
+            remove_all(t, (0..n).map(|i| active_key(base + i as u64)).collect()).await?;
+            Ok(m)
+        }
+        Op::PrepareParent | Op::View => {
+            let base = t.fresh_ids(n as u64 + 1);
+            let parent = committed_key(base);
+            let mut conn = t.conn(0);
+            conn.prepare(active_key(base), String::new(), labels(&[]))
+                .await?;
+            conn.commit(parent.clone(), active_key(base)).await?;
+            t.sync()?;
+            let view = r.op == Op::View;
+            let p = parent.clone();
+            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| {
+                let key = active_key(base + 1 + i as u64);
+                let parent = p.clone();
+                async move {
+                    if view {
+                        conn.view(key, parent, labels(&[])).await.map(drop)
+                    } else {
+                        conn.prepare(key, parent, labels(&[])).await.map(drop)
+                    }
+                }
+            })
+            .await?;
+            remove_all(t, (0..n).map(|i| active_key(base + 1 + i as u64)).collect()).await?;
+            remove_all(t, vec![parent]).await?;
+            Ok(m)
+        }
+        Op::Commit => {
+            let base = t.fresh_ids(n as u64);
+            run_all(t, 8, n, None, move |mut conn, i| async move {
+                let mounts = conn
+                    .prepare(active_key(base + i as u64), String::new(), labels(&[]))
+                    .await?;
+                write_small_file(&writable_dir(&mounts)?)
+            })
+            .await?;
+            t.sync()?;
+            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
+                let id = base + i as u64;
+                conn.commit(committed_key(id), active_key(id)).await
+            })
+            .await?;
+            remove_all(t, (0..n).map(|i| committed_key(base + i as u64)).collect()).await?;
+            Ok(m)
+        }
+        Op::Remove => {
+            let base = t.fresh_ids(n as u64);
+            run_all(t, 8, n, None, move |mut conn, i| async move {
+                conn.prepare(active_key(base + i as u64), String::new(), labels(&[]))
+                    .await
+                    .map(drop)
+            })
+            .await?;
+            t.sync()?;
+            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
+                conn.remove(active_key(base + i as u64)).await
+            })
+            .await?;
+            t.conn(0).cleanup().await?;
+            Ok(m)
+        }
+        Op::Stat | Op::Mounts => {
+            let base = t.fresh_ids(STAT_POOL as u64 + 1);
+            let parent = committed_key(base);
+            let mut conn = t.conn(0);
+            conn.prepare(active_key(base), String::new(), labels(&[]))
+                .await?;
+            conn.commit(parent.clone(), active_key(base)).await?;
+            let p = parent.clone();
+            run_all(t, 8, STAT_POOL, None, move |mut conn, i| {
+                let parent = p.clone();
+                async move {
+                    conn.prepare(active_key(base + 1 + i as u64), parent, labels(&[]))
+                        .await
+                        .map(drop)
+                }
+            })
+            .await?;
+            t.sync()?;
+            let stat = r.op == Op::Stat;
+            let m = drive(t, c, read_plan(n), move |mut conn, i| async move {
+                let key = active_key(base + 1 + (i % STAT_POOL) as u64);
+                if stat {
+                    conn.stat(key).await.map(drop)
+                } else {
+                    let mounts = conn.mounts(key).await?;
+                    if mounts.is_empty() {
+                        return Err("Mounts answered no mounts".into());
+                    }
+                    Ok(())
+                }
+            })
+            .await?;
+            remove_all(
+                t,
+                (0..STAT_POOL)
+                    .map(|i| active_key(base + 1 + i as u64))
+                    .collect(),
+            )
+            .await?;
+            remove_all(t, vec![parent]).await?;
+            Ok(m)
+        }
+        Op::ListSmall | Op::ListFilter => {
+            let (filters, expect) = if r.op == Op::ListSmall {
+                (Vec::new(), LIST_SMALL)
+            } else {
+                (
+                    vec![format!("labels.\"{GROUP_LABEL}\"==rare")],
+                    LIST_LARGE / RARE_EVERY as usize,
+                )
+            };
+            let plan = Plan::budget(n / 4, 3, Duration::from_secs(5));
+            drive(t, c, plan, move |mut conn, _| {
+                let filters = filters.clone();
+                async move {
+                    let got = conn.list(filters).await?;
+                    if got != expect {
+                        return Err(
+                            format!("List returned {got} snapshots, expected {expect}").into()
+                        );
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        }
+        Op::UsageActive | Op::UsageCommitted => {
+            let (key, plan) = if r.op == Op::UsageActive {
+                (
+                    active_key(USAGE_ACTIVE_ID),
+                    Plan::budget(n / 4, 3, Duration::from_secs(5)),
+                )
+            } else {
+                (committed_key(USAGE_COMMITTED_ID), read_plan(n))
+            };
+            drive(t, c, plan, move |mut conn, _| {
+                let key = key.clone();
+                async move {
+                    let (_, inodes) = conn.usage(key).await?;
+                    if inodes < LAYER_FILES as i64 {
+                        return Err(format!(
+                            "Usage counted {inodes} inodes, expected at least {LAYER_FILES}"
+                        )
+                        .into());
+                    }
+                    Ok(())
+                }
+            })
+            .await
+        }
+        Op::CommitLarge => {
+            let mut m = Measured::default();
+            let mut conn = t.conn(0);
+            for _ in 0..cfg.heavy_iters {
+                let id = t.fresh_ids(1);
+                let mounts = conn
+                    .prepare(active_key(id), String::new(), labels(&[]))
+                    .await?;
+                write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
+                t.sync()?;
+                let cpu0 = t.cpu();
+                let t0 = Instant::now();
+                conn.commit(committed_key(id), active_key(id)).await?;
+                m.push(t0.elapsed(), t.cpu() - cpu0);
+                remove_all(t, vec![committed_key(id)]).await?;
+            }
+            Ok(m)
+        }
+        Op::Chain => chain(env, t).await,
+    }
+}
+
+/// One chain of [`CHAIN_LAYERS`] layers, each sample one layer: Prepare on the previous
+/// layer, mount what Prepare returned, write a 4 KiB file, unmount, Commit.
+async fn chain(env: &Env, t: &Target) -> Result<Measured> {
+    let base = t.fresh_ids(CHAIN_LAYERS as u64);
+    let target = env.dir.join(format!("target-{}", t.kind().name()));
+    std::fs::create_dir_all(&target)?;
+    let mut conn = t.conn(0);
+    let mut m = Measured::default();
+    let mut parent = String::new();
+    let mut committed = Vec::with_capacity(CHAIN_LAYERS);
+    t.sync()?;
+    let result: Result<()> = async {
+        for layer in 0..CHAIN_LAYERS {
+            let id = base + layer as u64;
+            let cpu0 = t.cpu();
+            let t0 = Instant::now();
+            let mounts = conn
+                .prepare(active_key(id), parent.clone(), labels(&[]))
+                .await?;
+            if mounts.len() != 1 {
+                return Err(format!("layer {layer}: expected one mount, got {mounts:?}").into());
+            }
+            let mnt = &mounts[0];
+            env.add_mount(&target);
+            if let Err(e) =
+                strata_sys::mount::mount(&mnt.r#type, &mnt.source, &mnt.options, &target)
+            {
+                env.remove_mount(&target);
+                return Err(format!("layer {layer}: mounting {mnt:?}: {e}").into());
+            }
+            let written = std::fs::write(target.join(format!("layer-{layer}")), [b'l'; 4096]);
+            strata_sys::mount::unmount(&target, false)
+                .map_err(|e| format!("layer {layer}: unmounting: {e}"))?;
+            env.remove_mount(&target);
+            written.map_err(|e| format!("layer {layer}: writing through the mount: {e}"))?;
+            conn.commit(committed_key(id), active_key(id)).await?;
+            m.push(t0.elapsed(), t.cpu() - cpu0);
+            parent = committed_key(id);
+            committed.push(parent.clone());
+        }
+        Ok(())
+    }
+    .await;
+    // Children before parents.
+    for key in committed.iter().rev() {
+        conn.remove(key.clone()).await?;
+    }
+    if committed.len() < CHAIN_LAYERS {
+        // The layer that failed may have been prepared.
+        let _ = conn.remove(active_key(base + committed.len() as u64)).await;
+    }
+    conn.cleanup().await?;
+    result.map(|()| m)
+}

@@ -1,0 +1,196 @@
+//! The Prometheus endpoint (`strata serve --metrics-address`, or `metrics_address` in the
+//! config): a scrape answers in the text format, and its counters and gauges move as
+//! requests are made.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{Daemon, req, writable_dir};
+
+/// A free port on the loopback interface (closed again at once; the daemon binds it next).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET path` over HTTP/1.1; returns (status line, body).
+fn get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
+    let status = head.lines().next().unwrap().to_owned();
+    assert!(
+        head.contains(&format!("Content-Length: {}", body.len())),
+        "{head}"
+    );
+    (status, body.to_owned())
+}
+
+fn scrape(port: u16) -> String {
+    let (status, body) = get(port, "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    body
+}
+
+/// The value of the sample `series` (name and labels exactly as printed), 0 if absent.
+fn value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Latency counts, error counts by code, snapshot gauges by kind, usage sums and Cleanup
+/// counters each move with the requests that should move them.
+#[tokio::test(flavor = "multi_thread")]
+async fn scrape_follows_requests() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let d = Daemon::start_with("overlay", &["--metrics-address", &address]);
+    let first = scrape(port);
+    assert!(first.contains("strata_build_info{version=\""), "{first}");
+    assert!(first.contains("# TYPE strata_rpc_duration_seconds histogram"));
+    assert_eq!(
+        value(
+            &first,
+            "strata_snapshots{backend=\"overlay\",kind=\"active\"}"
+        ),
+        0.0
+    );
+
+    let mut c = d.client().await;
+    let mounts = c
+        .prepare(req::prepare("base-a", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    std::fs::write(writable_dir(&mounts).join("f"), vec![1u8; 40_000]).unwrap();
+    c.commit(req::commit("base", "base-a")).await.unwrap();
+    let top = c
+        .prepare(req::prepare("top", "base"))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    std::fs::write(writable_dir(&top).join("g"), vec![1u8; 8_000]).unwrap();
+    let active_usage = c.usage(req::usage("top")).await.unwrap().into_inner();
+    let base_usage = c.usage(req::usage("base")).await.unwrap().into_inner();
+    for _ in 0..3 {
+        c.stat(req::stat("missing")).await.unwrap_err();
+    }
+    c.prepare(req::prepare("x", "missing")).await.unwrap_err();
+    let mut native = req::prepare("n", "");
+    native.snapshotter = "native".into();
+    c.prepare(native).await.unwrap();
+
+    let text = scrape(port);
+    let v = |series: &str| value(&text, series);
+    assert_eq!(
+        v("strata_rpc_duration_seconds_count{op=\"prepare\",backend=\"overlay\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("strata_rpc_duration_seconds_count{op=\"prepare\",backend=\"native\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_rpc_duration_seconds_bucket{op=\"commit\",backend=\"overlay\",le=\"+Inf\"}"),
+        1.0
+    );
+    assert!(v("strata_rpc_duration_seconds_sum{op=\"commit\",backend=\"overlay\"}") > 0.0);
+    assert_eq!(
+        v("strata_rpc_errors_total{op=\"stat\",code=\"NotFound\"}"),
+        3.0
+    );
+    assert_eq!(
+        v("strata_rpc_errors_total{op=\"prepare\",code=\"NotFound\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_snapshots{backend=\"overlay\",kind=\"committed\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_snapshots{backend=\"overlay\",kind=\"active\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_snapshots{backend=\"native\",kind=\"active\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_snapshot_bytes{backend=\"overlay\",kind=\"committed\"}"),
+        base_usage.size as f64
+    );
+    assert_eq!(
+        v("strata_snapshot_inodes{backend=\"overlay\",kind=\"committed\"}"),
+        base_usage.inodes as f64
+    );
+    assert_eq!(
+        v("strata_snapshot_bytes{backend=\"overlay\",kind=\"active\"}"),
+        active_usage.size as f64,
+        "active snapshots: the last Usage computed"
+    );
+    assert_eq!(
+        v("strata_active_snapshots_measured{backend=\"overlay\"}"),
+        1.0
+    );
+
+    // List is timed too, and a malformed filter counted by its code.
+    common::list_all(&mut c, &[]).await;
+    let bad = c.list(req::list(&["kind=="])).await;
+    assert!(bad.is_err());
+    // Remove and Cleanup: the snapshot leaves the gauges, Cleanup's reclaim is counted.
+    c.remove(req::remove("top")).await.unwrap();
+    c.cleanup(req::cleanup()).await.unwrap();
+    let text = scrape(port);
+    let v = |series: &str| value(&text, series);
+    assert_eq!(
+        v("strata_rpc_duration_seconds_count{op=\"list\",backend=\"overlay\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_rpc_errors_total{op=\"list\",code=\"InvalidArgument\"}"),
+        1.0
+    );
+    assert_eq!(
+        v("strata_snapshots{backend=\"overlay\",kind=\"active\"}"),
+        0.0
+    );
+    assert_eq!(
+        v("strata_snapshot_bytes{backend=\"overlay\",kind=\"active\"}"),
+        0.0
+    );
+    assert_eq!(v("strata_cleanup_runs_total{backend=\"overlay\"}"), 1.0);
+    assert_eq!(
+        v("strata_cleanup_reclaimed_directories_total{backend=\"overlay\"}"),
+        1.0
+    );
+    assert!(v("strata_cleanup_reclaimed_bytes_total{backend=\"overlay\"}") >= 8_000.0);
+    assert_eq!(v("strata_cleanup_runs_total{backend=\"native\"}"), 0.0);
+
+    let (status, _) = get(port, "/other");
+    assert_eq!(status, "HTTP/1.1 404 Not Found");
+}
+
+/// `metrics_address` in the config file turns the endpoint on as the flag does.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_key_enables_the_endpoint() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("metrics_address = \"127.0.0.1:{port}\"\n")).unwrap();
+    let _d = Daemon::start_with("native", &["--config", config.to_str().unwrap()]);
+    let text = scrape(port);
+    assert!(
+        text.contains("strata_snapshots{backend=\"native\",kind=\"committed\"} 0"),
+        "{text}"
+    );
+}
