@@ -13,7 +13,7 @@ pub mod native;
 pub mod overlay;
 
 pub use engine::{Engine, EngineOptions, Recovery};
-pub use layout::Layout;
+pub use layout::{Entry, Layout};
 
 use std::path::Path;
 

@@ -182,6 +182,9 @@ impl Env {
                 );
             }
         }
+        // Servers we did not start directly (e.g. behind a wrapper such as strace that exits
+        // on SIGTERM without its child) would keep the disks busy.
+        kill_strays(&self.dir, Duration::from_secs(10));
         for target in std::mem::take(&mut state.mounts).iter().rev() {
             if strata_sys::mount::unmount(target, false).is_err() {
                 let _ = strata_sys::mount::unmount(target, true);
@@ -321,30 +324,63 @@ fn is_bench_process(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The server processes (a `strata serve` or `strata-anchor` command line) whose command line
+/// names a path under `dir`, other than this process.
+fn servers_under(dir: &Path) -> Vec<(rustix::process::Pid, String)> {
+    let needle = format!("{}/", dir.to_string_lossy());
+    let me = std::process::id() as i32;
+    let mut found = Vec::new();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return found;
+    };
+    for p in procs.flatten() {
+        let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let server = cmdline.contains(" serve ") || cmdline.contains("strata-anchor");
+        if pid != me
+            && server
+            && cmdline.contains(&needle)
+            && let Some(pid) = rustix::process::Pid::from_raw(pid)
+        {
+            found.push((pid, cmdline));
+        }
+    }
+    found
+}
+
+/// SIGTERMs the servers under `dir` that are still running, SIGKILLs them after `grace`.
+fn kill_strays(dir: &Path, grace: Duration) {
+    let strays = servers_under(dir);
+    if strays.is_empty() {
+        return;
+    }
+    for (pid, cmdline) in &strays {
+        eprintln!("strata-bench: teardown: stopping stray server pid {pid:?}: {cmdline}");
+        let _ = rustix::process::kill_process(*pid, rustix::process::Signal::TERM);
+    }
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !servers_under(dir).is_empty() {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for (pid, _) in servers_under(dir) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
 /// Kills the servers whose command line names `dir`, unmounts everything under it, detaches
 /// its images' loop devices and deletes it.
 fn reap_dir(dir: &Path) {
-    let needle = dir.to_string_lossy().into_owned();
-    if let Ok(procs) = fs::read_dir("/proc") {
-        for p in procs.flatten() {
-            let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-                continue;
-            };
-            let Ok(cmdline) = fs::read(p.path().join("cmdline")) else {
-                continue;
-            };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            let ours = cmdline.contains(" serve ") || cmdline.contains("strata-anchor");
-            if ours
-                && cmdline.contains(&format!("{needle}/"))
-                && let Some(pid) = rustix::process::Pid::from_raw(pid)
-            {
-                eprintln!("strata-bench: killing stale server pid {pid:?}: {cmdline}");
-                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
+    for (pid, cmdline) in servers_under(dir) {
+        eprintln!("strata-bench: killing stale server pid {pid:?}: {cmdline}");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
+    std::thread::sleep(Duration::from_millis(200));
     unmount_below(dir);
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {

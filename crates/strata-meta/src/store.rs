@@ -58,6 +58,48 @@ impl Store {
                  reports what the snapshot directories then hold"
             )),
         })?;
+        if !Store::initialised(&db, path)? {
+            Store::initialise(&db, path)?;
+        }
+
+        let db = Arc::new(db);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let writer_db = Arc::clone(&db);
+        let writer = std::thread::Builder::new()
+            .name("strata-meta-writer".into())
+            .spawn(move || writer_loop(&writer_db, rx))
+            .map_err(|e| Error::Store(format!("spawning the metadata writer thread: {e}")))?;
+        Ok(Store {
+            db,
+            path: path.to_owned(),
+            queue: RwLock::new(Some(tx)),
+            writer: Mutex::new(Some(writer)),
+            closed: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether the store already has its tables and this build's schema version: then
+    /// opening it writes nothing (a clean start or an offline `fsck` leave the file as is).
+    fn initialised(db: &Database, path: &Path) -> Result<bool> {
+        let txn = db.begin_read().store("starting read transaction")?;
+        let meta = match txn.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
+            Err(e) => return Err(Error::Store(format!("opening meta table: {e}"))),
+        };
+        match meta
+            .get(SCHEMA_VERSION_KEY)
+            .store("reading schema version")?
+            .map(|v| v.value())
+        {
+            Some(SCHEMA_VERSION) => Ok(true),
+            Some(v) => Err(newer_schema(path, v)),
+            None => Ok(false),
+        }
+    }
+
+    /// Creates the tables and records the schema version.
+    fn initialise(db: &Database, path: &Path) -> Result<()> {
         let txn = db.begin_write().store("starting initial transaction")?;
         {
             txn.open_table(SNAPSHOTS)
@@ -78,30 +120,11 @@ impl Store {
                         .store("writing schema version")?;
                 }
                 Some(SCHEMA_VERSION) => {}
-                Some(v) => {
-                    return Err(Error::Store(format!(
-                        "metadata store {shown} has schema version {v}, this Strata reads \
-                         version {SCHEMA_VERSION}: run the Strata release that wrote it"
-                    )));
-                }
+                Some(v) => return Err(newer_schema(path, v)),
             }
         }
         txn.commit().store("committing initial transaction")?;
-
-        let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer_db = Arc::clone(&db);
-        let writer = std::thread::Builder::new()
-            .name("strata-meta-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
-            .map_err(|e| Error::Store(format!("spawning the metadata writer thread: {e}")))?;
-        Ok(Store {
-            db,
-            path: path.to_owned(),
-            queue: RwLock::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
-            closed: AtomicBool::new(false),
-        })
+        Ok(())
     }
 
     /// The file this store lives in.
@@ -179,6 +202,14 @@ impl Drop for Store {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+fn newer_schema(path: &Path, version: u64) -> Error {
+    Error::Store(format!(
+        "metadata store {} has schema version {version}, this Strata reads version \
+         {SCHEMA_VERSION}: run the Strata release that wrote it",
+        path.display()
+    ))
 }
 
 fn writer_loop(db: &Database, jobs: Receiver<Job>) {

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use strata_backend::Layout;
+use strata_backend::{Entry, Layout};
 use strata_core::{Kind, Usage};
 use strata_meta::{Record, Store};
 use strata_sys::lock::RootLock;
@@ -409,30 +409,6 @@ pub fn check_root(root: &Path, repair: bool) -> Result<Report, FsckError> {
     })
 }
 
-/// What a name under `snapshots/` is: [`Layout::classify`]'s rule (its result type is not
-/// exported by `strata-backend`), pinned to it by a test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
-    /// A snapshot directory with this id.
-    Snapshot(u64),
-    /// A `new-*` directory: half-built by a Prepare that crashed.
-    Temp,
-    /// Anything else.
-    Foreign,
-}
-
-fn classify(name: &str) -> Entry {
-    if let Ok(id) = name.parse::<u64>()
-        && id.to_string() == name
-    {
-        return Entry::Snapshot(id);
-    }
-    if name.starts_with("new-") {
-        return Entry::Temp;
-    }
-    Entry::Foreign
-}
-
 /// A directory entry under `snapshots/`.
 struct DirEntry {
     name: String,
@@ -451,7 +427,7 @@ fn list_dirs(dir: &Path) -> Result<Vec<DirEntry>, FsckError> {
         let entry = entry.map_err(io("readdir", dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();
         out.push(DirEntry {
-            entry: classify(&name),
+            entry: Layout::classify(&name),
             path: entry.path(),
             name,
         });
@@ -730,20 +706,6 @@ fn fix(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// fsck's reading of directory names agrees with the backend's: ids, `new-*`, the rest.
-    #[test]
-    fn classify_agrees_with_the_layout() {
-        let layout = Layout::new(Path::new("/r/overlay"));
-        for id in [1, 42, u64::MAX] {
-            let dir = layout.dir(id);
-            let name = dir.file_name().unwrap().to_str().unwrap();
-            assert_eq!(classify(name), Entry::Snapshot(id));
-        }
-        assert_eq!(classify("new-12-0"), Entry::Temp);
-        assert_eq!(classify("007"), Entry::Foreign);
-        assert_eq!(classify("lost+found"), Entry::Foreign);
-    }
 
     /// The nearest missing ancestor is named; a cycle ends the walk.
     #[test]
