@@ -1,0 +1,605 @@
+//! Hostile and malformed input: a table of bad requests, each answered with the right gRPC
+//! code and a message that says what is wrong, with the store and the disk unchanged; raw
+//! garbage on the socket; keys that look like paths never reach the filesystem; and the
+//! access rules (socket 0660 with its group, nothing world-writable under the root).
+
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+
+use bytes::{Buf, BufMut};
+use common::{BACKENDS, Daemon, exists, list_all, req};
+use strata_grpc::proto::snapshots as pb;
+use tonic::Code;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+/// Sends and receives message bodies as raw bytes, so a test can put anything on the wire.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, buf: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        buf.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// Sends `body` as the request message of `method` on the snapshots service.
+async fn raw_call(d: &Daemon, method: &str, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let channel = strata_grpc::client::channel(&d.socket).await.unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = format!("/containerd.services.snapshots.v1.Snapshots/{method}");
+    let path = tonic::codegen::http::uri::PathAndQuery::try_from(path).unwrap();
+    grpc.unary(tonic::Request::new(body), path, RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    req::labels(pairs)
+}
+
+/// At least 40 malformed requests, for both backends: each gets its contract code and a
+/// non-empty message, and afterwards the store (List) and the disk (snapshot directories)
+/// are exactly as before.
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_requests_are_refused_without_side_effects() {
+    let mut tried = 0;
+    for backend in BACKENDS {
+        let d = Daemon::start(backend);
+        let mut c = d.client().await;
+        c.prepare(req::prepare("a", "")).await.unwrap();
+        c.commit(req::commit("c", "a")).await.unwrap();
+        c.prepare(req::prepare("active", "c")).await.unwrap();
+        c.view(req::view("view", "c")).await.unwrap();
+        c.prepare(req::prepare("orphan-parentless", ""))
+            .await
+            .unwrap();
+        let before = list_all(&mut c, &[]).await;
+        let dirs_before = d.snapshot_dirs();
+
+        let huge = "k".repeat(1 << 20);
+        let long = "k".repeat(4097);
+        let big_label = "v".repeat(4096);
+        let with = |mut r: pb::PrepareSnapshotRequest, l: HashMap<String, String>| {
+            r.labels = l;
+            r
+        };
+        let on = |mut r: pb::StatSnapshotRequest, snapshotter: &str| {
+            r.snapshotter = snapshotter.into();
+            r
+        };
+        let commit_with = |name: &str, key: &str, parent: &str, l: HashMap<String, String>| {
+            let mut r = req::commit(name, key);
+            r.parent = parent.into();
+            r.labels = l;
+            r
+        };
+        let no_info = pb::UpdateSnapshotRequest {
+            snapshotter: String::new(),
+            info: None,
+            update_mask: None,
+        };
+        let mut unknown_cleanup = req::cleanup();
+        unknown_cleanup.snapshotter = "btrfs".into();
+        let mut traversal_snapshotter = req::prepare("x", "");
+        traversal_snapshotter.snapshotter = "../overlay".into();
+
+        let results: Vec<(&str, &[Code], Result<(), tonic::Status>)> = vec![
+            (
+                "prepare: empty key",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("", "")).await.map(drop),
+            ),
+            (
+                "prepare: NUL in key",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("a\0b", "")).await.map(drop),
+            ),
+            (
+                "prepare: 1 MiB key",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare(&huge, "")).await.map(drop),
+            ),
+            (
+                "prepare: 4097-byte key",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare(&long, "")).await.map(drop),
+            ),
+            (
+                "view: empty key",
+                &[Code::InvalidArgument],
+                c.view(req::view("", "c")).await.map(drop),
+            ),
+            (
+                "view: NUL in key",
+                &[Code::InvalidArgument],
+                c.view(req::view("\0", "c")).await.map(drop),
+            ),
+            (
+                "commit: empty name",
+                &[Code::InvalidArgument],
+                c.commit(req::commit("", "active")).await.map(drop),
+            ),
+            (
+                "commit: NUL in name",
+                &[Code::InvalidArgument],
+                c.commit(req::commit("n\0", "active")).await.map(drop),
+            ),
+            (
+                "commit: 1 MiB name",
+                &[Code::InvalidArgument],
+                c.commit(req::commit(&huge, "active")).await.map(drop),
+            ),
+            (
+                "commit: empty key",
+                &[Code::InvalidArgument],
+                c.commit(req::commit("n", "")).await.map(drop),
+            ),
+            (
+                "stat: empty key",
+                &[Code::InvalidArgument],
+                c.stat(req::stat("")).await.map(drop),
+            ),
+            (
+                "stat: NUL in key",
+                &[Code::InvalidArgument],
+                c.stat(req::stat("c\0")).await.map(drop),
+            ),
+            (
+                "stat: 1 MiB key",
+                &[Code::InvalidArgument],
+                c.stat(req::stat(&huge)).await.map(drop),
+            ),
+            (
+                "remove: empty key",
+                &[Code::InvalidArgument],
+                c.remove(req::remove("")).await.map(drop),
+            ),
+            (
+                "mounts: empty key",
+                &[Code::InvalidArgument],
+                c.mounts(req::mounts("")).await.map(drop),
+            ),
+            (
+                "usage: empty key",
+                &[Code::InvalidArgument],
+                c.usage(req::usage("")).await.map(drop),
+            ),
+            (
+                "update: empty name",
+                &[Code::InvalidArgument],
+                c.update(req::update("", labels(&[]), &[])).await.map(drop),
+            ),
+            (
+                "prepare: missing parent",
+                &[Code::NotFound],
+                c.prepare(req::prepare("n", "missing")).await.map(drop),
+            ),
+            (
+                "prepare: active parent",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("n", "active")).await.map(drop),
+            ),
+            (
+                "prepare: view parent",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("n", "view")).await.map(drop),
+            ),
+            (
+                "view: active parent",
+                &[Code::InvalidArgument],
+                c.view(req::view("n", "active")).await.map(drop),
+            ),
+            (
+                "prepare: NUL in parent",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("n", "c\0")).await.map(drop),
+            ),
+            (
+                "prepare: 1 MiB parent",
+                &[Code::InvalidArgument],
+                c.prepare(req::prepare("n", &huge)).await.map(drop),
+            ),
+            (
+                "prepare: existing key",
+                &[Code::AlreadyExists],
+                c.prepare(req::prepare("active", "")).await.map(drop),
+            ),
+            (
+                "view: existing committed name",
+                &[Code::AlreadyExists],
+                c.view(req::view("c", "")).await.map(drop),
+            ),
+            (
+                "commit: a view",
+                &[Code::FailedPrecondition],
+                c.commit(req::commit("n", "view")).await.map(drop),
+            ),
+            (
+                "commit: a committed snapshot",
+                &[Code::FailedPrecondition],
+                c.commit(req::commit("n", "c")).await.map(drop),
+            ),
+            (
+                "commit: missing key",
+                &[Code::NotFound],
+                c.commit(req::commit("n", "missing")).await.map(drop),
+            ),
+            (
+                "commit: onto an existing name",
+                &[Code::AlreadyExists],
+                c.commit(req::commit("view", "active")).await.map(drop),
+            ),
+            (
+                "commit: conflicting parent",
+                &[Code::InvalidArgument],
+                c.commit(commit_with("n", "active", "view", labels(&[])))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "commit: rebase onto a missing parent",
+                &[Code::NotFound],
+                c.commit(commit_with(
+                    "n",
+                    "orphan-parentless",
+                    "missing",
+                    labels(&[]),
+                ))
+                .await
+                .map(drop),
+            ),
+            (
+                "commit: label past the size limit",
+                &[Code::InvalidArgument],
+                c.commit(commit_with("n", "active", "", labels(&[("k", &big_label)])))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "prepare: label past the size limit",
+                &[Code::InvalidArgument],
+                c.prepare(with(req::prepare("n", ""), labels(&[("k", &big_label)])))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "prepare: empty label key",
+                &[Code::InvalidArgument],
+                c.prepare(with(req::prepare("n", ""), labels(&[("", "v")])))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "prepare: NUL in a label value",
+                &[Code::InvalidArgument],
+                c.prepare(with(req::prepare("n", ""), labels(&[("k", "a\0")])))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: label past the size limit",
+                &[Code::InvalidArgument],
+                c.update(req::update("c", labels(&[("k", &big_label)]), &[]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: no info",
+                &[Code::InvalidArgument],
+                c.update(no_info).await.map(drop),
+            ),
+            (
+                "update: fieldpath parent",
+                &[Code::InvalidArgument],
+                c.update(req::update("c", labels(&[]), &["parent"]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: fieldpath name",
+                &[Code::InvalidArgument],
+                c.update(req::update("c", labels(&[]), &["name"]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: fieldpath kind",
+                &[Code::InvalidArgument],
+                c.update(req::update("c", labels(&[]), &["kind"]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: fieldpath labelsx",
+                &[Code::InvalidArgument],
+                c.update(req::update("c", labels(&[]), &["labelsx"]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "update: missing snapshot",
+                &[Code::NotFound],
+                c.update(req::update("missing", labels(&[]), &[]))
+                    .await
+                    .map(drop),
+            ),
+            (
+                "list: value missing",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["name=="])).await.map(drop),
+            ),
+            (
+                "list: unterminated quote",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["name==\"x"])).await.map(drop),
+            ),
+            (
+                "list: bad regexp",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["name~=/(/"])).await.map(drop),
+            ),
+            (
+                "list: unknown operator",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["name===x"])).await.map(drop),
+            ),
+            (
+                "list: dangling fieldpath",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["labels."])).await.map(drop),
+            ),
+            (
+                "list: NUL in filter",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["name==a\0"])).await.map(drop),
+            ),
+            (
+                "list: one bad filter among good ones",
+                &[Code::InvalidArgument],
+                c.list(req::list(&["kind==active", ","])).await.map(drop),
+            ),
+            (
+                "stat: unknown snapshotter",
+                &[Code::NotFound],
+                c.stat(on(req::stat("c"), "zfs")).await.map(drop),
+            ),
+            (
+                "prepare: path-like snapshotter",
+                &[Code::NotFound],
+                c.prepare(traversal_snapshotter).await.map(drop),
+            ),
+            (
+                "cleanup: unknown snapshotter",
+                &[Code::NotFound],
+                c.cleanup(unknown_cleanup).await.map(drop),
+            ),
+            (
+                "remove: parent with children",
+                &[Code::FailedPrecondition],
+                c.remove(req::remove("c")).await.map(drop),
+            ),
+            (
+                "remove: missing",
+                &[Code::NotFound],
+                c.remove(req::remove("missing")).await.map(drop),
+            ),
+            (
+                "mounts: committed snapshot",
+                &[Code::FailedPrecondition],
+                c.mounts(req::mounts("c")).await.map(drop),
+            ),
+            (
+                "usage: missing",
+                &[Code::NotFound],
+                c.usage(req::usage("missing")).await.map(drop),
+            ),
+            // Below: not protobuf at all, or not a method. Protobuf parse errors are INTERNAL
+            // per the gRPC status-code specification (tonic follows it).
+            (
+                "raw: unknown method",
+                &[Code::Unimplemented],
+                raw_call(&d, "Rename", vec![]).await.map(drop),
+            ),
+            (
+                "raw: garbage body",
+                &[Code::Internal],
+                raw_call(&d, "Prepare", vec![0xff, 0xff, 0xff, 0xff])
+                    .await
+                    .map(drop),
+            ),
+            (
+                "raw: key field with a varint wire type",
+                &[Code::Internal],
+                raw_call(&d, "Prepare", vec![0x10, 0x01]).await.map(drop),
+            ),
+            (
+                "raw: key that is not UTF-8",
+                &[Code::Internal],
+                raw_call(&d, "Prepare", vec![0x12, 0x02, 0xc3, 0x28])
+                    .await
+                    .map(drop),
+            ),
+            (
+                "raw: truncated length-delimited field",
+                &[Code::Internal],
+                raw_call(&d, "Stat", vec![0x12, 0x10, b'a']).await.map(drop),
+            ),
+            (
+                "raw: 5 MiB message",
+                &[Code::ResourceExhausted, Code::OutOfRange, Code::Internal],
+                raw_call(&d, "Stat", {
+                    let mut m = vec![0x12, 0x80, 0x80, 0x40];
+                    m.extend(std::iter::repeat_n(b'k', 5 << 20));
+                    m
+                })
+                .await
+                .map(drop),
+            ),
+        ];
+        for (what, codes, result) in results {
+            let status = result.expect_err(what);
+            assert!(
+                codes.contains(&status.code()),
+                "{backend}: {what}: got {:?}: {}",
+                status.code(),
+                status.message()
+            );
+            // tonic's router answers an unknown method with the bare code, as gRPC servers do.
+            assert!(
+                !status.message().is_empty() || status.code() == Code::Unimplemented,
+                "{backend}: {what}: the error says nothing"
+            );
+            tried += 1;
+        }
+        assert_eq!(
+            list_all(&mut c, &[]).await,
+            before,
+            "{backend}: refused requests changed the store"
+        );
+        assert_eq!(
+            d.snapshot_dirs(),
+            dirs_before,
+            "{backend}: refused requests changed the disk"
+        );
+    }
+    eprintln!("malformed requests tried: {tried}");
+    assert!(tried >= 80, "at least 40 per backend");
+}
+
+/// Bytes that are not HTTP/2, and an HTTP/2 preface followed by garbage, only cost their own
+/// connection: the daemon keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_on_the_socket() {
+    use std::io::{Read, Write};
+    let d = Daemon::start("overlay");
+    let garbage: &[&[u8]] = &[
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        &[0u8; 4096],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\xff\xff\xff\xff\xff\xff\xff\xff\xff",
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x04\x01\x00\x00\x00\x00",
+    ];
+    for bytes in garbage {
+        let mut s = std::os::unix::net::UnixStream::connect(&d.socket).unwrap();
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let _ = s.write_all(bytes);
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let mut c = d.client().await;
+    c.prepare(req::prepare("still-alive", ""))
+        .await
+        .expect("the daemon still serves");
+}
+
+/// Keys that look like paths are only keys: nothing is created outside the root, and every
+/// directory under `snapshots/` is named by a numeric id.
+#[tokio::test(flavor = "multi_thread")]
+async fn path_like_keys_stay_keys() {
+    let d = Daemon::start("native");
+    let mut c = d.client().await;
+    let outside = d.dir.path().join("escaped");
+    let keys = [
+        "../../etc/strata-escape".to_string(),
+        format!("../../../../..{}", outside.display()),
+        "/absolute/key".to_string(),
+        "./.".to_string(),
+        "..".to_string(),
+    ];
+    for key in &keys {
+        c.prepare(req::prepare(key, "")).await.unwrap();
+        c.commit(req::commit(&format!("{key}/committed"), key))
+            .await
+            .unwrap();
+        c.view(req::view(key, &format!("{key}/committed")))
+            .await
+            .unwrap();
+    }
+    assert!(!exists(std::path::Path::new("/etc/strata-escape")));
+    assert!(!exists(&outside));
+    for name in d.snapshot_dirs() {
+        assert!(name.parse::<u64>().is_ok(), "unexpected directory {name}");
+    }
+    assert_eq!(common::names(&mut c, &[]).await.len(), keys.len() * 2);
+}
+
+/// The socket is 0660 and takes the configured group; nothing Strata itself writes under the
+/// root is world-writable (snapshot content keeps whatever modes its image gives it).
+#[tokio::test(flavor = "multi_thread")]
+async fn access_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "socket_group = \"daemon\"\n").unwrap();
+    let d = Daemon::start_with("overlay", &["--config", config.to_str().unwrap()]);
+    let meta = std::fs::metadata(&d.socket).unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o660);
+    assert_eq!(meta.uid(), 0);
+    let daemon_gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("daemon:x:")
+                .and_then(|r| r.split(':').next())
+                .map(|g| g.parse::<u32>().unwrap())
+        })
+        .expect("group daemon");
+    assert_eq!(meta.gid(), daemon_gid);
+
+    let mut c = d.client().await;
+    let m = c
+        .prepare(req::prepare("a", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    std::fs::write(common::writable_dir(&m).join("f"), b"x").unwrap();
+    c.commit(req::commit("A", "a")).await.unwrap();
+    c.prepare(req::prepare("b", "A")).await.unwrap();
+    c.view(req::view("v", "A")).await.unwrap();
+    // Everything but snapshot content (`snapshots/<id>/fs/...`).
+    let mut stack = vec![d.root.clone()];
+    let mut checked = 0;
+    while let Some(path) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert_eq!(
+            meta.mode() & 0o002,
+            0,
+            "{} is world-writable",
+            path.display()
+        );
+        checked += 1;
+        if meta.is_dir() && path.file_name().is_none_or(|n| n != "fs") {
+            for entry in std::fs::read_dir(&path).unwrap() {
+                stack.push(entry.unwrap().path());
+            }
+        }
+    }
+    assert!(checked > 8);
+}
