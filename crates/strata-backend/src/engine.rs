@@ -1,15 +1,19 @@
 //! The engine: containerd's snapshotter contract over a metadata [`Store`] and a [`Driver`].
 //!
 //! Crash ordering (see the README's architecture section):
-//! - *create*: the directory is built as `new-<n>`, then renamed to its id inside the write
-//!   transaction that records it; a crash before that commit leaves a directory whose id the
-//!   store does not know, which start-up recovery reserves and Cleanup removes.
+//! - *create*: the directory is built as `new-<pid>-<n>`, then renamed to its id inside the
+//!   write transaction that records it; a crash before that commit leaves a directory whose
+//!   id the store does not know, which start-up recovery finds (and never hands out again)
+//!   and Cleanup removes.
 //! - *commit*: the usage is measured (and, with `sync_commit`, the layer flushed) before the
 //!   metadata moves; the directory does not change.
 //! - *remove*: the metadata goes first; the directory at once (`sync_remove`) or at the next
 //!   Cleanup. A crash in between leaves an orphan directory, never a dangling record.
+//! - *cleanup*: removes the directories in the trash: those of removed snapshots and the
+//!   orphans found at start-up. Only this process writes under the root (one daemon per
+//!   root, enforced by a lock), so nothing else can appear there while it runs, and an idle
+//!   Cleanup costs nothing whatever the number of snapshots.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,8 +69,11 @@ pub struct Engine<D: Driver> {
     store: Store,
     options: EngineOptions,
     temp_seq: AtomicU64,
-    /// Names of `new-*` directories being built, which Cleanup must leave alone.
-    building: Arc<Mutex<HashSet<String>>>,
+    /// Directories the metadata no longer knows, waiting for Cleanup: those of removed
+    /// snapshots, and the orphans start-up recovery found. Only this process creates
+    /// directories under the root, so this list is complete and an idle Cleanup costs
+    /// nothing, however many snapshots there are.
+    trash: Mutex<Vec<PathBuf>>,
     closed: AtomicBool,
 }
 
@@ -85,7 +92,7 @@ impl<D: Driver> Engine<D> {
             store,
             options,
             temp_seq: AtomicU64::new(0),
-            building: Arc::default(),
+            trash: Mutex::default(),
             closed: AtomicBool::new(false),
         };
         let recovery = engine.recover()?;
@@ -100,6 +107,7 @@ impl<D: Driver> Engine<D> {
         };
         let mut present = 0u64;
         let mut max_id = 0u64;
+        let mut orphans = Vec::new();
         let dir = self.layout.snapshots();
         for entry in std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
             let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
@@ -110,7 +118,7 @@ impl<D: Driver> Engine<D> {
                     if ids.contains(&id) {
                         present += 1;
                     } else {
-                        recovery.orphan_dirs += 1;
+                        orphans.push(entry.path());
                     }
                 }
                 Entry::Temp => {
@@ -118,9 +126,11 @@ impl<D: Driver> Engine<D> {
                     std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
                     recovery.temp_dirs_removed += 1;
                 }
-                Entry::Foreign => recovery.orphan_dirs += 1,
+                Entry::Foreign => orphans.push(entry.path()),
             }
         }
+        recovery.orphan_dirs = orphans.len() as u64;
+        *self.trash.lock().expect("trash") = orphans;
         recovery.missing_dirs = recovery.snapshots - present;
         // Only write when needed: a clean start costs no fsync.
         if max_id >= self.store.read(|tx| tx.next_id())? {
@@ -191,9 +201,22 @@ impl<D: Driver> Engine<D> {
             Err(e) => {
                 // The batch did not commit: the directory carries an id nobody will record.
                 if let Some(dir) = renamed_to.lock().expect("rename slot").take() {
-                    remove_logged(&dir);
+                    self.discard(dir);
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Removes a directory the metadata no longer knows, or leaves it to Cleanup if that
+    /// fails (a mount still on it, say).
+    fn discard(&self, dir: PathBuf) {
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(path = %dir.display(), error = %e, "cannot remove directory yet; Cleanup will retry");
+                self.trash.lock().expect("trash").push(dir);
             }
         }
     }
@@ -313,8 +336,11 @@ impl<D: Driver> Snapshotter for Engine<D> {
             tx.remove(&owned)
         })?;
         crash::point("remove-after-metadata");
+        let dir = self.layout.dir(record.id);
         if self.options.sync_remove {
-            remove_logged(&self.layout.dir(record.id));
+            self.discard(dir);
+        } else {
+            self.trash.lock().expect("trash").push(dir);
         }
         Ok(())
     }
@@ -335,29 +361,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
 
     fn cleanup(&self) -> Result<CleanupReport> {
         self.check_open()?;
-        let layout = self.layout.clone();
-        let building = Arc::clone(&self.building);
-        // Decided inside the writer: every rename happens in a write job, so at this point
-        // each snapshot directory on disk is either recorded or truly orphaned.
-        let orphans = self.store.write(move |tx| {
-            let ids = tx.ids()?;
-            let building = building.lock().expect("building set").clone();
-            let dir = layout.snapshots();
-            let mut orphans = Vec::new();
-            for entry in std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
-                let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                let orphan = match Layout::classify(&name) {
-                    Entry::Snapshot(id) => !ids.contains(&id),
-                    Entry::Temp => !building.contains(&name),
-                    Entry::Foreign => true,
-                };
-                if orphan {
-                    orphans.push(entry.path());
-                }
-            }
-            Ok(orphans)
-        })?;
+        let orphans = std::mem::take(&mut *self.trash.lock().expect("trash"));
         crash::pause("cleanup-remove");
         let mut report = CleanupReport::default();
         for (n, dir) in orphans.iter().enumerate() {
@@ -373,7 +377,14 @@ impl<D: Driver> Snapshotter for Engine<D> {
                     report.bytes += bytes;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Error::io("remove", dir, e)),
+                Err(e) => {
+                    // Keep what is left for the next Cleanup, and say what failed.
+                    self.trash
+                        .lock()
+                        .expect("trash")
+                        .extend(orphans[n..].iter().cloned());
+                    return Err(Error::io("remove", dir, e));
+                }
             }
         }
         if report.directories > 0 {
@@ -440,41 +451,20 @@ fn create_private_dir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io("chmod", path, e))
 }
 
-fn remove_logged(dir: &Path) {
-    if let Err(e) = std::fs::remove_dir_all(dir)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %dir.display(), error = %e, "failed to remove snapshot directory; Cleanup will retry");
-    }
-}
-
-/// A `new-<n>` directory under construction: registered so Cleanup leaves it alone, and
-/// removed on drop unless it was renamed into place.
-struct TempDir<'a> {
+/// A `new-<n>` directory under construction, removed on drop unless it was renamed into
+/// place.
+struct TempDir {
     path: PathBuf,
-    name: String,
-    building: &'a Mutex<HashSet<String>>,
     armed: bool,
 }
 
-impl<'a> TempDir<'a> {
-    fn new<D: Driver>(engine: &'a Engine<D>) -> Result<TempDir<'a>> {
+impl TempDir {
+    fn new<D: Driver>(engine: &Engine<D>) -> Result<TempDir> {
         let n = engine.temp_seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
-        let path = engine.layout.snapshots().join(&name);
-        engine
-            .building
-            .lock()
-            .expect("building set")
-            .insert(name.clone());
-        let temp = TempDir {
-            path,
-            name,
-            building: &engine.building,
-            armed: true,
-        };
-        std::fs::create_dir(&temp.path).map_err(|e| Error::io("mkdir", &temp.path, e))?;
-        Ok(temp)
+        let path = engine.layout.snapshots().join(name);
+        std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", &path, e))?;
+        Ok(TempDir { path, armed: true })
     }
 
     fn path(&self) -> &Path {
@@ -486,14 +476,13 @@ impl<'a> TempDir<'a> {
     }
 }
 
-impl Drop for TempDir<'_> {
+impl Drop for TempDir {
     fn drop(&mut self) {
-        if self.armed {
-            remove_logged(&self.path);
+        if self.armed
+            && let Err(e) = std::fs::remove_dir_all(&self.path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temporary directory; it is removed at the next start");
         }
-        self.building
-            .lock()
-            .expect("building set")
-            .remove(&self.name);
     }
 }

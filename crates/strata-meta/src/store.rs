@@ -213,6 +213,7 @@ fn newer_schema(path: &Path, version: u64) -> Error {
 }
 
 fn writer_loop(db: &Database, jobs: Receiver<Job>) {
+    let mut id_floor = 0;
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -221,11 +222,11 @@ fn writer_loop(db: &Database, jobs: Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        run_batch(db, batch);
+        run_batch(db, batch, &mut id_floor);
     }
 }
 
-fn run_batch(db: &Database, batch: Vec<Job>) {
+fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
@@ -237,11 +238,12 @@ fn run_batch(db: &Database, batch: Vec<Job>) {
         }
     };
     let mut completions = Vec::with_capacity(batch.len());
-    let poisoned = match WriteTx::open(&txn) {
+    let poisoned = match WriteTx::open(&txn, *id_floor) {
         Ok(mut tx) => {
             for job in batch {
                 completions.push(job(Ok(&mut tx)));
             }
+            *id_floor = tx.id_floor();
             tx.poisoned()
         }
         Err(e) => {

@@ -345,10 +345,14 @@ pub struct WriteTx<'t> {
     pub(crate) wrote: bool,
     /// Set when an operation failed after writing: the batch must not commit.
     poisoned: bool,
+    /// Lowest id not yet handed out by this process. Kept by the writer across batches, so
+    /// an id assigned in a batch that was rolled back is never assigned again (its directory
+    /// may still exist).
+    id_floor: u64,
 }
 
 impl<'t> WriteTx<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<WriteTx<'t>> {
+    pub(crate) fn open(txn: &'t WriteTransaction, id_floor: u64) -> Result<WriteTx<'t>> {
         Ok(WriteTx {
             snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
             ids: txn.open_table(IDS).store("opening ids table")?,
@@ -361,7 +365,12 @@ impl<'t> WriteTx<'t> {
             meta: txn.open_table(META).store("opening meta table")?,
             wrote: false,
             poisoned: false,
+            id_floor,
         })
+    }
+
+    pub(crate) fn id_floor(&self) -> u64 {
+        self.id_floor
     }
 
     pub(crate) fn poison(&mut self) {
@@ -383,12 +392,13 @@ impl<'t> WriteTx<'t> {
     }
 
     fn next_id(&self) -> Result<u64> {
-        Ok(self
+        let stored = self
             .meta
             .get(NEXT_ID_KEY)
             .store("reading next id")?
             .map(|v| v.value())
-            .unwrap_or(1))
+            .unwrap_or(1);
+        Ok(stored.max(self.id_floor))
     }
 
     /// Every id the store knows, this transaction's writes included.
@@ -442,6 +452,7 @@ impl<'t> WriteTx<'t> {
         self.meta
             .insert(NEXT_ID_KEY, plan.id + 1)
             .store("writing next id")?;
+        self.id_floor = self.id_floor.max(plan.id + 1);
         Ok(Snapshot {
             id: plan.id,
             kind: plan.kind,

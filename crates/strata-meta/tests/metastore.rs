@@ -438,19 +438,24 @@ fn concurrent_writers_are_all_durable() {
 #[test]
 fn failure_after_write_rolls_back() {
     let (_d, store) = open();
-    let result: Result<(), Error> = store.write(|tx| {
+    let result: Result<u64, Error> = store.write(|tx| {
         let plan = tx.plan_create(Kind::Active, "half", "")?;
+        let id = plan.id;
         tx.create(plan, Labels::new())?;
-        Err(Error::FailedPrecondition(
-            "simulated failure after the write".into(),
-        ))
+        Err(Error::FailedPrecondition(format!(
+            "simulated failure after the write of id {id}"
+        )))
     });
-    assert!(result.is_err());
+    let message = result.unwrap_err().to_string();
     assert!(matches!(
         store.read(|tx| tx.stat("half")),
         Err(Error::NotFound { .. })
     ));
-    create(&store, Kind::Active, "next", "").expect("the store carries on");
+    let next = create(&store, Kind::Active, "next", "").expect("the store carries on");
+    assert!(
+        next.id > 1,
+        "the rolled-back id 1 is not handed out again ({message})"
+    );
 }
 
 /// A store written by a newer schema is refused with a message naming the file, and a
