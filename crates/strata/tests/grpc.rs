@@ -625,3 +625,34 @@ async fn overlay_config_options() {
         .mounts;
     assert_eq!(top[0].options[0], "volatile", "{top:?}");
 }
+
+/// With `sync_commit`, Commit flushes the layer (syncfs) before recording it and otherwise
+/// behaves the same: content and usage are there.
+#[tokio::test(flavor = "multi_thread")]
+async fn sync_commit_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "sync_commit = true\n").unwrap();
+    let d = Daemon::start_with("native", &["--config", config.to_str().unwrap()]);
+    let mut c = d.client().await;
+    let m = c
+        .prepare(req::prepare("a", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    std::fs::write(writable_dir(&m).join("f"), vec![1u8; 8192]).unwrap();
+    c.commit(req::commit("A", "a")).await.unwrap();
+    let usage = c.usage(req::usage("A")).await.unwrap().into_inner();
+    assert_eq!(usage.inodes, 2);
+    let top = c
+        .prepare(req::prepare("b", "A"))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    assert_eq!(
+        std::fs::read(writable_dir(&top).join("f")).unwrap(),
+        vec![1u8; 8192]
+    );
+}
