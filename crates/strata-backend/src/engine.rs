@@ -261,6 +261,13 @@ impl<D: Driver> Snapshotter for Engine<D> {
         Ok(info)
     }
 
+    fn recorded_usage(&self, key: &str) -> Result<Option<Usage>> {
+        self.check_open()?;
+        validate_key("key", key)?;
+        let record = self.store.read(|tx| tx.get(key))?;
+        Ok((record.kind != Kind::Active).then(|| record.usage.unwrap_or_default()))
+    }
+
     fn usage(&self, key: &str) -> Result<Usage> {
         self.check_open()?;
         validate_key("key", key)?;

@@ -39,6 +39,12 @@ pub trait Snapshotter: Send + Sync + 'static {
     /// active snapshot, the figure stored at Commit for a committed one. `NotFound` if absent.
     fn usage(&self, key: &str) -> Result<Usage>;
 
+    /// The usage of `key` when metadata alone answers it (a committed snapshot's figure
+    /// stored at Commit, or a view's zero); `None` for an active snapshot, whose directory
+    /// [`Snapshotter::usage`] must walk. Lets a caller answer the cheap case without handing
+    /// work to another thread. `NotFound` if absent.
+    fn recorded_usage(&self, key: &str) -> Result<Option<Usage>>;
+
     /// The mounts of an active or view snapshot `key`. `NotFound` if absent;
     /// `FailedPrecondition` for a committed snapshot, which has no mounts of its own (make a
     /// view of it).

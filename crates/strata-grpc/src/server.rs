@@ -101,6 +101,15 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Where a request's snapshotter call runs.
+#[derive(Debug, Clone, Copy)]
+enum Dispatch {
+    /// On tokio's blocking pool.
+    Blocking,
+    /// On the runtime thread handling the request.
+    Inline,
+}
+
 /// The `containerd.services.snapshots.v1.Snapshots` service over a set of backends.
 #[derive(Clone)]
 pub struct SnapshotService {
@@ -119,11 +128,37 @@ impl SnapshotService {
         SnapshotService { backends, metrics }
     }
 
-    /// Runs `f` against the backend named `snapshotter` on the blocking pool, logging the
-    /// operation, its key and duration at debug level and its failure at warn level, and
-    /// recording both in the metrics.
+    /// Runs `f` against the backend named `snapshotter` on the blocking pool (it may walk a
+    /// tree or wait for an fsync), logging the operation, its key and duration at debug
+    /// level and its failure at warn level, and recording both in the metrics.
     async fn run<T: Send + 'static>(
         &self,
+        op: &'static str,
+        snapshotter: &str,
+        key: &str,
+        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.run_with(Dispatch::Blocking, op, snapshotter, key, f)
+            .await
+    }
+
+    /// Like [`SnapshotService::run`], for an operation that only reads metadata (a few
+    /// microseconds, no filesystem walk, no fsync): it runs on the runtime thread itself,
+    /// sparing two thread hand-offs that would cost more than the work.
+    async fn run_inline<T: Send + 'static>(
+        &self,
+        op: &'static str,
+        snapshotter: &str,
+        key: &str,
+        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Status> {
+        self.run_with(Dispatch::Inline, op, snapshotter, key, f)
+            .await
+    }
+
+    async fn run_with<T: Send + 'static>(
+        &self,
+        dispatch: Dispatch,
         op: &'static str,
         snapshotter: &str,
         key: &str,
@@ -144,9 +179,12 @@ impl SnapshotService {
             finished: false,
         };
         let token = cancel.token.clone();
-        let result = tokio::task::spawn_blocking(move || token.run(|| f(&*backend)))
-            .await
-            .map_err(|e| Status::internal(format!("{op} handler panicked: {e}")));
+        let result = match dispatch {
+            Dispatch::Inline => Ok(token.run(|| f(&*backend))),
+            Dispatch::Blocking => tokio::task::spawn_blocking(move || token.run(|| f(&*backend)))
+                .await
+                .map_err(|e| Status::internal(format!("{op} handler panicked: {e}"))),
+        };
         cancel.finished = true;
         let code = match &result {
             Ok(Ok(_)) => None,
@@ -216,7 +254,7 @@ impl Snapshots for SnapshotService {
         let r = request.into_inner();
         let key = r.key.clone();
         let mounts = self
-            .run("mounts", &r.snapshotter, &r.key, move |s| s.mounts(&key))
+            .run_inline("mounts", &r.snapshotter, &r.key, move |s| s.mounts(&key))
             .await?;
         Ok(Response::new(pb::MountsResponse {
             mounts: convert::mounts_to_wire(mounts),
@@ -255,7 +293,7 @@ impl Snapshots for SnapshotService {
         let r = request.into_inner();
         let key = r.key.clone();
         let info = self
-            .run("stat", &r.snapshotter, &r.key, move |s| s.stat(&key))
+            .run_inline("stat", &r.snapshotter, &r.key, move |s| s.stat(&key))
             .await?;
         Ok(Response::new(pb::StatSnapshotResponse {
             info: Some(convert::info_to_wire(info)),
@@ -337,10 +375,21 @@ impl Snapshots for SnapshotService {
         request: Request<pb::UsageRequest>,
     ) -> Result<Response<pb::UsageResponse>, Status> {
         let r = request.into_inner();
+        // A committed snapshot's usage is a metadata read: answer it here. Only an active
+        // snapshot's walk goes to the blocking pool.
+        let key = r.key.clone();
+        if let Some(usage) = self
+            .run_inline("usage", &r.snapshotter, &r.key, move |s| {
+                s.recorded_usage(&key)
+            })
+            .await?
+        {
+            return Ok(Response::new(convert::usage_to_wire(usage)));
+        }
         let key = r.key.clone();
         let metrics = Arc::clone(&self.metrics);
         let usage = self
-            .run("usage", &r.snapshotter, &r.key, move |s| {
+            .run("usage-walk", &r.snapshotter, &r.key, move |s| {
                 let usage = s.usage(&key)?;
                 metrics.usage_measured(s.name(), &key, usage);
                 Ok(usage)

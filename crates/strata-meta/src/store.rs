@@ -3,9 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex, RwLock};
-use std::thread::JoinHandle;
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
 use strata_core::{Error, Result, crash};
@@ -33,11 +32,22 @@ type Job = Box<dyn FnOnce(std::result::Result<&mut WriteTx<'_>, &str>) -> Comple
 
 /// The metadata store of one backend.
 pub struct Store {
-    db: Arc<Database>,
+    db: Database,
     path: PathBuf,
-    queue: RwLock<Option<Sender<Job>>>,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    writes: Mutex<Writes>,
+    /// Signalled when a batch is durable and when leadership is free.
+    batch_done: Condvar,
     closed: AtomicBool,
+}
+
+/// Writes waiting for a group commit, and who is committing.
+#[derive(Default)]
+struct Writes {
+    queue: Vec<Job>,
+    /// Whether some caller is committing a batch right now.
+    leader: bool,
+    /// Lowest id not yet handed out (see `WriteTx`): carried from batch to batch.
+    id_floor: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,18 +80,11 @@ impl Store {
             Store::initialise(&db, path)?;
         }
 
-        let db = Arc::new(db);
-        let (tx, rx) = mpsc::channel::<Job>();
-        let writer_db = Arc::clone(&db);
-        let writer = std::thread::Builder::new()
-            .name("strata-meta-writer".into())
-            .spawn(move || writer_loop(&writer_db, rx))
-            .map_err(|e| Error::Store(format!("spawning the metadata writer thread: {e}")))?;
         Ok(Store {
             db,
             path: path.to_owned(),
-            queue: RwLock::new(Some(tx)),
-            writer: Mutex::new(Some(writer)),
+            writes: Mutex::default(),
+            batch_done: Condvar::new(),
             closed: AtomicBool::new(false),
         })
     }
@@ -152,11 +155,17 @@ impl Store {
 
     /// Runs `f` in a write transaction and returns once its effect is durable.
     ///
-    /// `f` may share its transaction with other callers' operations (group commit), so it
-    /// must either fail before its first write or not fail at all: [`WriteTx`]'s methods
-    /// check before they write, and callers do their own fallible work (like renaming a
-    /// directory into place) between a method's check and its write. Should an operation
-    /// fail after writing, the whole batch is rolled back and every caller in it told so.
+    /// Group commit, leader/follower style: the caller queues `f`; if nobody is committing,
+    /// it becomes the leader and commits everything queued at that moment in one
+    /// transaction (one fsync), on its own thread; otherwise it waits, and either finds its
+    /// write committed by the current leader or becomes the next one. A lone writer thus
+    /// commits with no thread hand-off at all, and concurrent writers share fsyncs.
+    ///
+    /// `f` may share its transaction with other callers' operations, so it must either fail
+    /// before its first write or not fail at all: [`WriteTx`]'s methods check before they
+    /// write, and callers do their own fallible work (like renaming a directory into place)
+    /// between a method's check and its write. Should an operation fail after writing, the
+    /// whole batch is rolled back and every caller in it told so.
     pub fn write<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T> + Send + 'static,
@@ -185,30 +194,50 @@ impl Store {
                 let _ = reply_tx.send(result);
             })
         });
-        {
-            let queue = self.queue.read().expect("queue lock poisoned");
-            let sender = queue.as_ref().ok_or(Error::Closed)?;
-            sender.send(job).map_err(|_| Error::Closed)?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed);
         }
-        reply_rx
-            .recv()
-            .unwrap_or_else(|_| Err(Error::Store("metadata writer thread stopped".into())))
+        let mut writes = self.writes.lock().expect("writes lock poisoned");
+        writes.queue.push(job);
+        loop {
+            if let Ok(result) = reply_rx.try_recv() {
+                return result;
+            }
+            if writes.leader {
+                writes = self.batch_done.wait(writes).expect("writes lock poisoned");
+                continue;
+            }
+            writes.leader = true;
+            let take = writes.queue.len().min(MAX_BATCH);
+            let batch: Vec<Job> = writes.queue.drain(..take).collect();
+            let mut id_floor = writes.id_floor;
+            drop(writes);
+            let leadership = Leadership(self);
+            run_batch(&self.db, batch, &mut id_floor);
+            std::mem::forget(leadership);
+            writes = self.writes.lock().expect("writes lock poisoned");
+            writes.id_floor = id_floor;
+            writes.leader = false;
+            self.batch_done.notify_all();
+        }
     }
 
-    /// Stops the writer (after the writes already queued) and refuses further operations.
-    /// Idempotent.
+    /// Refuses further operations (writes already queued still complete). Idempotent.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
-        self.queue.write().expect("queue lock poisoned").take();
-        if let Some(writer) = self.writer.lock().expect("writer lock poisoned").take() {
-            let _ = writer.join();
-        }
     }
 }
 
-impl Drop for Store {
+/// Gives up leadership if a batch panics, so the other writers are not left waiting forever
+/// (their own writes then fail, as the panicking batch did).
+struct Leadership<'a>(&'a Store);
+
+impl Drop for Leadership<'_> {
     fn drop(&mut self) {
-        self.close();
+        if let Ok(mut writes) = self.0.writes.lock() {
+            writes.leader = false;
+        }
+        self.0.batch_done.notify_all();
     }
 }
 
@@ -218,20 +247,6 @@ fn newer_schema(path: &Path, version: u64) -> Error {
          {SCHEMA_VERSION}: run the Strata release that wrote it",
         path.display()
     ))
-}
-
-fn writer_loop(db: &Database, jobs: Receiver<Job>) {
-    let mut id_floor = 0;
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        run_batch(db, batch, &mut id_floor);
-    }
 }
 
 fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
