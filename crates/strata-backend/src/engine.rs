@@ -415,7 +415,11 @@ impl<D: Driver> Snapshotter for Engine<D> {
 /// Measures a snapshot directory, giving up if the request is cancelled. A directory that
 /// vanished under the walk belongs to a snapshot removed meanwhile: `NotFound`.
 fn walk_usage(fs: &Path, key: &str) -> Result<Usage> {
-    match disk_usage_until(fs, &cancel::is_cancelled) {
+    // Captured here: the walk may continue on other threads, which do not see this one's
+    // request token.
+    let token = cancel::current();
+    let stop = || token.as_ref().is_some_and(cancel::Cancel::is_cancelled);
+    match disk_usage_until(fs, &stop) {
         Ok(du) => Ok(Usage {
             size: du.bytes as i64,
             inodes: du.inodes as i64,
