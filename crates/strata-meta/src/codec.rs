@@ -41,6 +41,18 @@ impl Record {
         }
     }
 
+    /// The [`Info`] of this record under `key`, consuming it (no copies of labels).
+    pub fn into_info(self, key: &str) -> Info {
+        Info {
+            name: key.to_owned(),
+            parent: self.parent,
+            kind: self.kind,
+            labels: self.labels,
+            created: self.created,
+            updated: self.updated,
+        }
+    }
+
     /// Encodes the record.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.parent.len());

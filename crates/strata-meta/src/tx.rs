@@ -116,7 +116,7 @@ fn walk(
         }
         for key in keys {
             if let Some(record) = get_record(snapshots, &key)? {
-                let info = record.info(&key);
+                let info = record.into_info(&key);
                 if filter.matches(&info) {
                     f(info)?;
                 }
@@ -127,7 +127,7 @@ fn walk(
     for entry in snapshots.range::<&str>(..).store("iterating snapshots")? {
         let (k, v) = entry.store("iterating snapshots")?;
         let key = k.value();
-        let info = Record::decode(key, v.value())?.info(key);
+        let info = Record::decode(key, v.value())?.into_info(key);
         if filter.matches(&info) {
             f(info)?;
         }
@@ -264,7 +264,7 @@ impl ReadTx {
 
     /// The info of `key`, or `NotFound`.
     pub fn stat(&self, key: &str) -> Result<Info> {
-        Ok(self.get(key)?.info(key))
+        Ok(self.get(key)?.into_info(key))
     }
 
     /// The id, kind and ancestor ids of `key`, or `NotFound`.
