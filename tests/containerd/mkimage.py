@@ -30,6 +30,17 @@ layer 4 (only with LAYERS=4)
 
 Prints the manifest digest, then the chain ID of each layer, one a line.
 
+    mkimage.py --bulk LAYERS,FILES,BIG BUSYBOX OUT.tar IMAGE_NAME
+
+instead writes the many-file image of the unpack benchmark (bench/unpack.sh), gzip
+level 6, LAYERS layers (at least 3), each with FILES small files (64 B - 8 KiB) in
+nested directories that every layer shares (bulk/dNN/eN/lK-fNNNNN, 20 files per
+leaf directory) and BIG larger files (bulk/big/lK-N.bin: 1, 2, 4, 1, ... MiB of
+random bytes). Layer 1 also holds busybox (bin/, etc/, tmp/), so the image runs.
+Layer 2 whites out bulk/d00/e0/l1-f00000 (.wh.) and makes bulk/d00/e1 opaque
+(.wh..wh..opq; it then holds only layer 2's files). File contents come from a
+seeded generator, so the image is the same every time. Output as above.
+
 Every tar member has mtime 1700000000 so the image is reproducible.
 """
 
@@ -85,19 +96,78 @@ class Layer:
         ti.linkname = target
         self.tar.addfile(ti)
 
-    def finish(self):
+    def finish(self, compresslevel=9):
         """Returns (gzip blob, diff_id of the uncompressed tar)."""
         self.tar.close()
         raw = self.buf.getvalue()
         gz = io.BytesIO()
-        with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0) as g:
+        with gzip.GzipFile(fileobj=gz, mode="wb", mtime=0, compresslevel=compresslevel) as g:
             g.write(raw)
         return gz.getvalue(), "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def bulk_layers(busybox, nlayers, nfiles, nbig):
+    """The layers of the --bulk image (see the module docstring)."""
+    import random
+
+    rng = random.Random(20231114)
+    per_dir = 20
+    layers = []
+    for k in range(1, nlayers + 1):
+        layer = Layer()
+        if k == 1:
+            layer.dir("bin")
+            layer.file("bin/busybox", busybox, 0o755)
+            for applet in APPLETS:
+                layer.symlink("bin/" + applet, "busybox")
+            layer.dir("etc")
+            layer.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+            layer.file("etc/group", "root:x:0:\n")
+            layer.dir("tmp", 0o1777)
+        layer.dir("bulk")
+        made = set()
+        if k == 2:
+            for d in ("bulk/d00", "bulk/d00/e0", "bulk/d00/e1"):
+                layer.dir(d)
+                made.add(d)
+            layer.file("bulk/d00/e0/.wh.l1-f00000", "")
+            layer.file("bulk/d00/e1/.wh..wh..opq", "")
+        for i in range(nfiles):
+            j = i // per_dir
+            d1, d2 = "bulk/d%02d" % (j // 10), "bulk/d%02d/e%d" % (j // 10, j % 10)
+            for d in (d1, d2):
+                if d not in made:
+                    made.add(d)
+                    layer.dir(d)
+            size = int(64 * 2 ** rng.uniform(0, 7))  # 64 B - 8 KiB, log-uniform
+            half = size // 2
+            text = (b"layer %d file %d\n" % (k, i)) * (half // 16 + 1)
+            layer.file("%s/l%d-f%05d" % (d2, k, i), rng.randbytes(size - half) + text[:half])
+        if nbig:
+            layer.dir("bulk/big")
+        for b in range(nbig):
+            layer.file("bulk/big/l%d-%d.bin" % (k, b), rng.randbytes((1 << (b % 3)) << 20))
+        layer.file("bulk/layer%d.txt" % k, "layer%d\n" % k)
+        layers.append(layer)
+    return layers
+
+
 def main():
+    if len(sys.argv) == 6 and sys.argv[1] == "--bulk":
+        try:
+            nlayers, nfiles, nbig = (int(x) for x in sys.argv[2].split(","))
+        except ValueError:
+            sys.exit("mkimage.py: --bulk takes LAYERS,FILES,BIG (three integers)")
+        if nlayers < 3 or nfiles < 1 or nbig < 0:
+            sys.exit("mkimage.py: --bulk needs LAYERS >= 3, FILES >= 1, BIG >= 0")
+        busybox_path, out_path, image_name = sys.argv[3:6]
+        with open(busybox_path, "rb") as f:
+            busybox = f.read()
+        write_image(bulk_layers(busybox, nlayers, nfiles, nbig), out_path, image_name, 6)
+        return
     if len(sys.argv) not in (4, 5):
-        sys.exit("usage: mkimage.py BUSYBOX OUT.tar IMAGE_NAME [LAYERS (3 or 4)]")
+        sys.exit("usage: mkimage.py BUSYBOX OUT.tar IMAGE_NAME [LAYERS (3 or 4)]\n"
+                 "       mkimage.py --bulk LAYERS,FILES,BIG BUSYBOX OUT.tar IMAGE_NAME")
     busybox_path, out_path, image_name = sys.argv[1:4]
     nlayers = int(sys.argv[4]) if len(sys.argv) == 5 else 3
     if nlayers not in (3, 4):
@@ -161,6 +231,12 @@ def main():
     l4.dir("data")
     l4.file("data/layer4.txt", "layer4\n")
 
+    write_image((l1, l2, l3, l4)[:nlayers], out_path, image_name)
+
+
+def write_image(image_layers, out_path, image_name, compresslevel=9):
+    """Writes the OCI layout tarball of image_layers (Layer objects, bottom first) and
+    prints the manifest digest, then each layer's chain ID."""
     blobs = {}
 
     def add_blob(data):
@@ -169,8 +245,8 @@ def main():
         return digest
 
     layers, diff_ids = [], []
-    for layer in (l1, l2, l3, l4)[:nlayers]:
-        gz, diff_id = layer.finish()
+    for layer in image_layers:
+        gz, diff_id = layer.finish(compresslevel)
         layers.append({
             "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
             "digest": add_blob(gz),

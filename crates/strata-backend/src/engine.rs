@@ -73,7 +73,7 @@ pub struct Engine<D: Driver> {
     /// snapshots, and the orphans start-up recovery found. Only this process creates
     /// directories under the root, so this list is complete and an idle Cleanup costs
     /// nothing, however many snapshots there are.
-    trash: Mutex<Vec<PathBuf>>,
+    trash: Mutex<Vec<Trash>>,
     closed: AtomicBool,
 }
 
@@ -130,7 +130,7 @@ impl<D: Driver> Engine<D> {
             }
         }
         recovery.orphan_dirs = orphans.len() as u64;
-        *self.trash.lock().expect("trash") = orphans;
+        *self.trash.lock().expect("trash") = orphans.into_iter().map(Trash::unmeasured).collect();
         recovery.missing_dirs = recovery.snapshots - present;
         // Only write when needed: a clean start costs no fsync.
         if max_id >= self.store.read(|tx| tx.next_id())? {
@@ -216,7 +216,10 @@ impl<D: Driver> Engine<D> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
                 tracing::warn!(path = %dir.display(), error = %e, "cannot remove directory yet; Cleanup will retry");
-                self.trash.lock().expect("trash").push(dir);
+                self.trash
+                    .lock()
+                    .expect("trash")
+                    .push(Trash::unmeasured(dir));
             }
         }
     }
@@ -347,7 +350,10 @@ impl<D: Driver> Snapshotter for Engine<D> {
         if self.options.sync_remove {
             self.discard(dir);
         } else {
-            self.trash.lock().expect("trash").push(dir);
+            // A committed snapshot's size is known; Cleanup need not walk it again to report
+            // what it reclaims.
+            let bytes = record.usage.map(|u| u.size.max(0) as u64);
+            self.trash.lock().expect("trash").push(Trash { dir, bytes });
         }
         Ok(())
     }
@@ -371,13 +377,13 @@ impl<D: Driver> Snapshotter for Engine<D> {
         let orphans = std::mem::take(&mut *self.trash.lock().expect("trash"));
         crash::pause("cleanup-remove");
         let mut report = CleanupReport::default();
-        for (n, dir) in orphans.iter().enumerate() {
+        for (n, Trash { dir, bytes }) in orphans.iter().enumerate() {
             crash::point(if n == 0 {
                 "cleanup-first-removal"
             } else {
                 "cleanup-next-removal"
             });
-            let bytes = disk_usage(dir).map(|u| u.bytes).unwrap_or(0);
+            let bytes = bytes.unwrap_or_else(|| disk_usage(dir).map(|u| u.bytes).unwrap_or(0));
             match std::fs::remove_dir_all(dir) {
                 Ok(()) => {
                     report.directories += 1;
@@ -427,6 +433,19 @@ fn walk_usage(fs: &Path, key: &str) -> Result<Usage> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(key)),
         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(Error::Cancelled),
         Err(e) => Err(Error::io("usage walk", fs, e)),
+    }
+}
+
+/// A directory waiting for Cleanup, with its size when the metadata knew it.
+#[derive(Debug, Clone)]
+struct Trash {
+    dir: PathBuf,
+    bytes: Option<u64>,
+}
+
+impl Trash {
+    fn unmeasured(dir: PathBuf) -> Trash {
+        Trash { dir, bytes: None }
     }
 }
 
