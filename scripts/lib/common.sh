@@ -24,9 +24,11 @@ ensure_apt() {
 # ensure_rust: a Rust toolchain new enough for edition 2024 (Debian's own is too old), from
 # rustup when cargo is missing.
 ensure_rust() {
+    # rustc links with the system C compiler driver, whoever installed Rust.
+    ensure_apt gcc libc6-dev
     [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
     if ! command -v cargo >/dev/null 2>&1; then
-        ensure_apt curl ca-certificates gcc
+        ensure_apt curl ca-certificates
         curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs |
             sh -s -- -y --profile minimal --component clippy,rustfmt
         . "$HOME/.cargo/env"
