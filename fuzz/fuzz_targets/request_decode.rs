@@ -8,7 +8,7 @@ use strata_grpc::proto::snapshots as pb;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(r) = pb::PrepareSnapshotRequest::decode(data) {
-        let _ = convert::labels_from_wire(r.labels);
+        let _ = strata_core::labels::validate(&r.labels);
     }
     if let Ok(r) = pb::UpdateSnapshotRequest::decode(data)
         && let Some(info) = r.info

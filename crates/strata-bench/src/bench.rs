@@ -373,7 +373,7 @@ pub async fn run(env: &Env, targets: &[Target; 2], cfg: &RunConfig) -> Result<Ve
 }
 
 /// Labels of population snapshot `id`: one in [`RARE_EVERY`] is `rare`.
-fn population_labels(id: u64) -> std::collections::HashMap<String, String> {
+fn population_labels(id: u64) -> std::collections::BTreeMap<String, String> {
     let group = if id % RARE_EVERY == RARE_EVERY / 2 {
         "rare"
     } else {

@@ -1,7 +1,7 @@
 //! Driving a server: containerd-like keys and labels, one method per RPC, a concurrent
 //! timed loop ([`drive`]) and the fixtures rows need (populations, file trees, removal).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,10 +55,10 @@ pub fn splitmix64(state: &mut u64) -> u64 {
 
 /// `containerd.io/gc.root` set to the start of the run (RFC 3339, UTC), as containerd sets it
 /// to the time of the unpack, plus `extra`.
-pub fn labels(extra: &[(&str, &str)]) -> HashMap<String, String> {
+pub fn labels(extra: &[(&str, &str)]) -> BTreeMap<String, String> {
     static NOW: OnceLock<String> = OnceLock::new();
     let now = NOW.get_or_init(|| rfc3339(SystemTime::now()));
-    let mut l = HashMap::with_capacity(1 + extra.len());
+    let mut l = BTreeMap::new();
     l.insert(GC_ROOT.to_owned(), now.clone());
     for (k, v) in extra {
         l.insert((*k).to_owned(), (*v).to_owned());
@@ -115,7 +115,7 @@ impl Conn {
         &mut self,
         key: String,
         parent: String,
-        labels: HashMap<String, String>,
+        labels: BTreeMap<String, String>,
     ) -> Result<Vec<Mount>> {
         let r = self
             .client
@@ -134,7 +134,7 @@ impl Conn {
         &mut self,
         key: String,
         parent: String,
-        labels: HashMap<String, String>,
+        labels: BTreeMap<String, String>,
     ) -> Result<Vec<Mount>> {
         let r = self
             .client
@@ -155,7 +155,7 @@ impl Conn {
                 snapshotter: self.snapshotter.clone(),
                 name,
                 key,
-                labels: HashMap::new(),
+                labels: BTreeMap::new(),
                 parent: String::new(),
             }))
             .await?;

@@ -37,7 +37,7 @@ const OPS: [&str; 6] = [
 /// One in this many population snapshots matches the filter.
 const FILTER_EVERY: u64 = 100;
 
-fn population_labels(id: u64) -> std::collections::HashMap<String, String> {
+fn population_labels(id: u64) -> std::collections::BTreeMap<String, String> {
     let group = if id.is_multiple_of(FILTER_EVERY) {
         "one-pct"
     } else {

@@ -1,22 +1,10 @@
 //! Conversions between the wire types and Strata's domain types.
 
-use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use strata_core::snapshot::Labels;
 use strata_core::{Info, Kind, Mount, Usage};
 
 use crate::proto::{snapshots as pb, types};
-
-/// Wire labels to domain labels.
-pub fn labels_from_wire(labels: HashMap<String, String>) -> Labels {
-    labels.into_iter().collect()
-}
-
-/// Domain labels to wire labels.
-pub fn labels_to_wire(labels: Labels) -> HashMap<String, String> {
-    labels.into_iter().collect()
-}
 
 /// Domain kind to wire kind.
 pub fn kind_to_wire(kind: Kind) -> pb::Kind {
@@ -45,7 +33,7 @@ pub fn info_to_wire(info: Info) -> pb::Info {
         kind: kind_to_wire(info.kind) as i32,
         created_at: Some(info.created.into()),
         updated_at: Some(info.updated.into()),
-        labels: labels_to_wire(info.labels),
+        labels: info.labels,
     }
 }
 
@@ -61,7 +49,7 @@ pub fn info_from_wire(info: pb::Info) -> Info {
         name: info.name,
         parent: info.parent,
         kind: kind_from_wire(info.kind).unwrap_or(Kind::View),
-        labels: labels_from_wire(info.labels),
+        labels: info.labels,
         created: time(info.created_at),
         updated: time(info.updated_at),
     }

@@ -222,7 +222,7 @@ impl Snapshots for SnapshotService {
         request: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
         let r = request.into_inner();
-        let (key, parent, labels) = (r.key.clone(), r.parent, convert::labels_from_wire(r.labels));
+        let (key, parent, labels) = (r.key.clone(), r.parent, r.labels);
         let mounts = self
             .run("prepare", &r.snapshotter, &r.key, move |s| {
                 s.prepare(&key, &parent, labels)
@@ -238,7 +238,7 @@ impl Snapshots for SnapshotService {
         request: Request<pb::ViewSnapshotRequest>,
     ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
         let r = request.into_inner();
-        let (key, parent, labels) = (r.key.clone(), r.parent, convert::labels_from_wire(r.labels));
+        let (key, parent, labels) = (r.key.clone(), r.parent, r.labels);
         let mounts = self
             .run("view", &r.snapshotter, &r.key, move |s| {
                 s.view(&key, &parent, labels)
@@ -268,7 +268,7 @@ impl Snapshots for SnapshotService {
         request: Request<pb::CommitSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
         let r = request.into_inner();
-        let (name, key, labels) = (r.name, r.key.clone(), convert::labels_from_wire(r.labels));
+        let (name, key, labels) = (r.name, r.key.clone(), r.labels);
         let parent = Some(r.parent).filter(|p| !p.is_empty());
         self.run("commit", &r.snapshotter, &r.key, move |s| {
             s.commit(&name, &key, labels, parent.as_deref())
@@ -312,7 +312,7 @@ impl Snapshots for SnapshotService {
             .ok_or_else(|| Status::invalid_argument("update request carries no info"))?;
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let key = info.name.clone();
-        let labels = convert::labels_from_wire(info.labels);
+        let labels = info.labels;
         let info = self
             .run("update", &r.snapshotter, &info.name, move |s| {
                 s.update(&key, &labels, &paths)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 
 use bytes::{Buf, BufMut};
@@ -60,7 +60,7 @@ async fn raw_call(d: &Daemon, method: &str, body: Vec<u8>) -> Result<Vec<u8>, to
         .map(|r| r.into_inner())
 }
 
-fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     req::labels(pairs)
 }
 
@@ -86,7 +86,7 @@ async fn malformed_requests_are_refused_without_side_effects() {
         let huge = "k".repeat(1 << 20);
         let long = "k".repeat(4097);
         let big_label = "v".repeat(4096);
-        let with = |mut r: pb::PrepareSnapshotRequest, l: HashMap<String, String>| {
+        let with = |mut r: pb::PrepareSnapshotRequest, l: BTreeMap<String, String>| {
             r.labels = l;
             r
         };
@@ -94,7 +94,7 @@ async fn malformed_requests_are_refused_without_side_effects() {
             r.snapshotter = snapshotter.into();
             r
         };
-        let commit_with = |name: &str, key: &str, parent: &str, l: HashMap<String, String>| {
+        let commit_with = |name: &str, key: &str, parent: &str, l: BTreeMap<String, String>| {
             let mut r = req::commit(name, key);
             r.parent = parent.into();
             r.labels = l;

@@ -148,7 +148,7 @@ proptest! {
         filter in hostile_string(),
         paths in prop::collection::vec(hostile_string(), 0..3),
     ) {
-        let labels: std::collections::HashMap<_, _> = [(label_key, label_value)].into();
+        let labels: std::collections::BTreeMap<_, _> = [(label_key, label_value)].into();
         let prepare = pb::PrepareSnapshotRequest { snapshotter: snapshotter.clone(), key: key.clone(), parent: parent.clone(), labels: labels.clone() };
         exercise(&prepare.encode_to_vec())?;
         let commit = pb::CommitSnapshotRequest { snapshotter: snapshotter.clone(), name: parent.clone(), key: key.clone(), labels: labels.clone(), parent: parent.clone() };

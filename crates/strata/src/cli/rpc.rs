@@ -125,7 +125,7 @@ impl Client {
                 snapshotter: self.snapshotter.clone(),
                 key: key.to_owned(),
                 parent: parent.to_owned(),
-                labels: convert::labels_to_wire(labels),
+                labels,
             })
             .await?;
         Ok(convert::mounts_from_wire(r.into_inner().mounts))
@@ -144,7 +144,7 @@ impl Client {
                 snapshotter: self.snapshotter.clone(),
                 key: key.to_owned(),
                 parent: parent.to_owned(),
-                labels: convert::labels_to_wire(labels),
+                labels,
             })
             .await?;
         Ok(convert::mounts_from_wire(r.into_inner().mounts))
@@ -169,7 +169,7 @@ impl Client {
                 snapshotter: self.snapshotter.clone(),
                 name: name.to_owned(),
                 key: key.to_owned(),
-                labels: convert::labels_to_wire(labels),
+                labels,
                 parent: String::new(),
             })
             .await?;
@@ -197,7 +197,7 @@ impl Client {
                 snapshotter: self.snapshotter.clone(),
                 info: Some(pb::Info {
                     name: key.to_owned(),
-                    labels: convert::labels_to_wire(changes),
+                    labels: changes,
                     ..Default::default()
                 }),
                 update_mask: Some(prost_types::FieldMask { paths }),

@@ -270,9 +270,9 @@ pub fn writable_dir(mounts: &[strata_grpc::proto::types::Mount]) -> PathBuf {
 /// Helpers for requests.
 pub mod req {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
 
-    pub fn labels(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -284,7 +284,7 @@ pub mod req {
             snapshotter: String::new(),
             key: key.into(),
             parent: parent.into(),
-            labels: HashMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -293,7 +293,7 @@ pub mod req {
             snapshotter: String::new(),
             key: key.into(),
             parent: parent.into(),
-            labels: HashMap::new(),
+            labels: BTreeMap::new(),
         }
     }
 
@@ -302,7 +302,7 @@ pub mod req {
             snapshotter: String::new(),
             name: name.into(),
             key: key.into(),
-            labels: HashMap::new(),
+            labels: BTreeMap::new(),
             parent: String::new(),
         }
     }
@@ -344,7 +344,7 @@ pub mod req {
 
     pub fn update(
         key: &str,
-        labels: HashMap<String, String>,
+        labels: BTreeMap<String, String>,
         paths: &[&str],
     ) -> pb::UpdateSnapshotRequest {
         pb::UpdateSnapshotRequest {
