@@ -401,11 +401,6 @@ impl<'t> WriteTx<'t> {
         Ok(stored.max(self.id_floor))
     }
 
-    /// Every id the store knows, this transaction's writes included.
-    pub fn ids(&self) -> Result<HashSet<u64>> {
-        collect_ids(&self.ids)
-    }
-
     /// Checks that an Active or View snapshot `key` can be created on `parent` and assigns
     /// its id, without writing anything (errors as containerd's `storage.CreateSnapshot`:
     /// `NotFound` for a missing parent, `InvalidArgument` for a parent that is not committed,
