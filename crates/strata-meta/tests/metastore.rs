@@ -505,3 +505,55 @@ fn closed_store_refuses() {
         Err(Error::Closed)
     ));
 }
+
+/// Builds the schema-1 fixture (`tests/fixtures/schema-v1.redb`). Run by hand when the
+/// fixture must be regenerated: `STRATA_WRITE_FIXTURE=1 cargo test -p strata-meta
+/// write_schema_v1_fixture`; otherwise it does nothing.
+#[test]
+fn write_schema_v1_fixture() {
+    if std::env::var_os("STRATA_WRITE_FIXTURE").is_none() {
+        return;
+    }
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v1.redb");
+    let _ = std::fs::remove_file(&path);
+    let store = Store::open(&path).unwrap();
+    populate(&store);
+    store
+        .write(|tx| tx.update("committed-2", &labels(&[("team", "storage")]), &[]))
+        .unwrap();
+}
+
+/// A store written by schema version 1 (checked in as a fixture) still opens and reads the
+/// same: kinds, parents, labels, usage and the labels index. Guards the on-disk format.
+#[test]
+fn reads_a_schema_v1_store() {
+    let fixture =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v1.redb");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("copy.redb");
+    std::fs::copy(&fixture, &path).unwrap();
+    let store = Store::open(&path).unwrap();
+    let info = store.read(|tx| tx.stat("committed-2")).unwrap();
+    assert_eq!(
+        (info.kind, info.parent.as_str()),
+        (Kind::Committed, "committed-1")
+    );
+    assert_eq!(info.labels, labels(&[("team", "storage")]));
+    let record = store.read(|tx| tx.get("committed-1")).unwrap();
+    assert_eq!(record.usage, Some(Usage { size: 8, inodes: 2 }));
+    let chain = store.read(|tx| tx.snapshot("active-3")).unwrap();
+    assert_eq!(chain.parent_ids.len(), 2);
+    let filter = Filter::parse("labels.team==storage").unwrap();
+    let mut found = Vec::new();
+    store
+        .read(|tx| {
+            tx.walk(&filter, &mut |info| {
+                found.push(info.name);
+                Ok(())
+            })
+        })
+        .unwrap();
+    assert_eq!(found, ["committed-2"]);
+    create(&store, Kind::Active, "new", "committed-2").expect("writable after opening");
+}
