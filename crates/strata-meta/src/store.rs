@@ -150,7 +150,7 @@ impl Store {
             return Err(Error::Closed);
         }
         let txn = self.db.begin_read().store("starting read transaction")?;
-        f(&ReadTx::open(&txn)?)
+        f(&ReadTx::new(txn))
     }
 
     /// Runs `f` in a write transaction and returns once its effect is durable.

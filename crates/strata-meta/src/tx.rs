@@ -1,6 +1,7 @@
 //! Read and write transactions over the tables, with containerd's `storage` semantics:
 //! which checks an operation makes, in which order, and which error each failure returns.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
 use std::time::SystemTime;
 
@@ -235,31 +236,76 @@ fn collect_ids(t: &impl ReadableTable<u64, &'static str>) -> Result<HashSet<u64>
 
 /// A consistent, read-only view of the store.
 pub struct ReadTx {
-    meta: ReadOnlyTable<&'static str, u64>,
-    snapshots: ReadOnlyTable<&'static str, &'static [u8]>,
-    ids: ReadOnlyTable<u64, &'static str>,
-    children: ReadOnlyMultimapTable<&'static str, &'static str>,
-    labels: ReadOnlyMultimapTable<&'static str, &'static str>,
+    txn: ReadTransaction,
+    // Opened on first use: a Stat touches one table of five, and opening a table is a
+    // lookup of its own.
+    meta: OnceCell<ReadOnlyTable<&'static str, u64>>,
+    snapshots: OnceCell<ReadOnlyTable<&'static str, &'static [u8]>>,
+    ids: OnceCell<ReadOnlyTable<u64, &'static str>>,
+    children: OnceCell<ReadOnlyMultimapTable<&'static str, &'static str>>,
+    labels: OnceCell<ReadOnlyMultimapTable<&'static str, &'static str>>,
+}
+
+/// The table in `cell`, opening it with `open` the first time.
+fn lazy<T>(cell: &OnceCell<T>, open: impl FnOnce() -> Result<T>) -> Result<&T> {
+    if let Some(table) = cell.get() {
+        return Ok(table);
+    }
+    let table = open()?;
+    Ok(cell.get_or_init(|| table))
 }
 
 impl ReadTx {
-    pub(crate) fn open(txn: &ReadTransaction) -> Result<ReadTx> {
-        Ok(ReadTx {
-            meta: txn.open_table(META).store("opening meta table")?,
-            snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
-            ids: txn.open_table(IDS).store("opening ids table")?,
-            children: txn
+    pub(crate) fn new(txn: ReadTransaction) -> ReadTx {
+        ReadTx {
+            txn,
+            meta: OnceCell::new(),
+            snapshots: OnceCell::new(),
+            ids: OnceCell::new(),
+            children: OnceCell::new(),
+            labels: OnceCell::new(),
+        }
+    }
+
+    fn snapshots(&self) -> Result<&ReadOnlyTable<&'static str, &'static [u8]>> {
+        lazy(&self.snapshots, || {
+            self.txn
+                .open_table(SNAPSHOTS)
+                .store("opening snapshots table")
+        })
+    }
+
+    fn ids_table(&self) -> Result<&ReadOnlyTable<u64, &'static str>> {
+        lazy(&self.ids, || {
+            self.txn.open_table(IDS).store("opening ids table")
+        })
+    }
+
+    fn meta(&self) -> Result<&ReadOnlyTable<&'static str, u64>> {
+        lazy(&self.meta, || {
+            self.txn.open_table(META).store("opening meta table")
+        })
+    }
+
+    fn children(&self) -> Result<&ReadOnlyMultimapTable<&'static str, &'static str>> {
+        lazy(&self.children, || {
+            self.txn
                 .open_multimap_table(CHILDREN)
-                .store("opening parents index")?,
-            labels: txn
+                .store("opening parents index")
+        })
+    }
+
+    fn labels(&self) -> Result<&ReadOnlyMultimapTable<&'static str, &'static str>> {
+        lazy(&self.labels, || {
+            self.txn
                 .open_multimap_table(LABELS)
-                .store("opening labels index")?,
+                .store("opening labels index")
         })
     }
 
     /// The record of `key`, or `NotFound`.
     pub fn get(&self, key: &str) -> Result<Record> {
-        must_get(&self.snapshots, key)
+        must_get(self.snapshots()?, key)
     }
 
     /// The info of `key`, or `NotFound`.
@@ -270,7 +316,7 @@ impl ReadTx {
     /// The id, kind and ancestor ids of `key`, or `NotFound`.
     pub fn snapshot(&self, key: &str) -> Result<Snapshot> {
         let record = self.get(key)?;
-        let parent_ids = parent_ids(&self.snapshots, key, &record)?;
+        let parent_ids = parent_ids(self.snapshots()?, key, &record)?;
         Ok(Snapshot {
             id: record.id,
             kind: record.kind,
@@ -280,23 +326,23 @@ impl ReadTx {
 
     /// Whether some snapshot has `key` as its parent.
     pub fn has_children(&self, key: &str) -> Result<bool> {
-        has_children(&self.children, key)
+        has_children(self.children()?, key)
     }
 
     /// Calls `f` for every snapshot matching `filter`, in key order.
     pub fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()> {
-        walk(&self.snapshots, &self.labels, filter, f)
+        walk(self.snapshots()?, self.labels()?, filter, f)
     }
 
     /// Every id the store knows.
     pub fn ids(&self) -> Result<HashSet<u64>> {
-        collect_ids(&self.ids)
+        collect_ids(self.ids_table()?)
     }
 
     /// The id the next created snapshot will get.
     pub fn next_id(&self) -> Result<u64> {
         Ok(self
-            .meta
+            .meta()?
             .get(NEXT_ID_KEY)
             .store("reading next id")?
             .map(|v| v.value())
@@ -305,7 +351,7 @@ impl ReadTx {
 
     /// The checks of [`WriteTx::plan_create`], ahead of the write (the id is not assigned).
     pub fn plan_create(&self, kind: Kind, key: &str, parent: &str) -> Result<CreatePlan> {
-        plan_create(&self.snapshots, kind, key, parent, 0)
+        plan_create(self.snapshots()?, kind, key, parent, 0)
     }
 
     /// The checks of [`WriteTx::commit`], ahead of the write.
@@ -315,13 +361,13 @@ impl ReadTx {
         name: &str,
         parent: Option<&str>,
     ) -> Result<(Record, String)> {
-        check_commit(&self.snapshots, key, name, parent, None)
+        check_commit(self.snapshots()?, key, name, parent, None)
     }
 
     /// Calls `f` with every (key, record) pair, in key order.
     pub fn for_each(&self, f: &mut dyn FnMut(&str, Record) -> Result<()>) -> Result<()> {
         for entry in self
-            .snapshots
+            .snapshots()?
             .range::<&str>(..)
             .store("iterating snapshots")?
         {
