@@ -318,7 +318,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
                 self.driver.name()
             ));
         }
-        // Measured outside the metadata writer: a 10,000-file layer must not stall others.
+        // Measured before the metadata write: a 10,000-file walk must not hold up a batch.
         crash::pause("commit-walk");
         let fs = self.layout.fs(record.id);
         let usage = walk_usage(&fs, key)?;
