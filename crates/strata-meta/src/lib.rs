@@ -2,9 +2,10 @@
 //!
 //! Every read happens in one consistent read transaction ([`Store::read`]); every change in a
 //! write transaction ([`Store::write`]) that is durable (fsync'd) before the call returns.
-//! Concurrent writers are *group-committed*: one thread applies every write waiting at that
-//! moment in a single transaction and commits it once, and only then answers each caller, so
-//! throughput grows with concurrency while no write is acknowledged before it is durable.
+//! Concurrent writers are *group-committed*: one of them (the leader) applies every write
+//! waiting at that moment in a single transaction and commits it once, and only then are the
+//! callers answered, so throughput grows with concurrency while no write is acknowledged
+//! before it is durable.
 //! redb's types never leave this crate.
 #![forbid(unsafe_code)]
 
