@@ -200,8 +200,13 @@ impl Store {
         let mut writes = self.writes.lock().expect("writes lock poisoned");
         writes.queue.push(job);
         loop {
-            if let Ok(result) = reply_rx.try_recv() {
-                return result;
+            match reply_rx.try_recv() {
+                Ok(result) => return result,
+                // The batch that carried this write panicked before answering it.
+                Err(mpsc::TryRecvError::Disconnected) => {
+                    return Err(Error::Store("the batch carrying this write failed".into()));
+                }
+                Err(mpsc::TryRecvError::Empty) => {}
             }
             if writes.leader {
                 writes = self.batch_done.wait(writes).expect("writes lock poisoned");

@@ -557,3 +557,19 @@ fn reads_a_schema_v1_store() {
     assert_eq!(found, ["committed-2"]);
     create(&store, Kind::Active, "new", "committed-2").expect("writable after opening");
 }
+
+/// An operation that panics inside a batch fails its own caller, hands leadership back, and
+/// leaves the store usable for everyone else.
+#[test]
+fn a_panicking_operation_does_not_wedge_the_store() {
+    let (_d, store) = open();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _: Result<(), Error> = store.write(|_| panic!("simulated bug in an operation"));
+    }));
+    assert!(result.is_err());
+    create(&store, Kind::Active, "after", "").expect("the store still takes writes");
+    assert_eq!(
+        store.read(|tx| tx.stat("after")).unwrap().kind,
+        Kind::Active
+    );
+}
