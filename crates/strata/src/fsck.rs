@@ -644,7 +644,9 @@ fn fix(
             why: "unknown-id",
             ..
         } if keep_unknown => Fix::Left(format!(
-            "snapshots/{name}: some snapshot's parent record is missing, and this directory may              be that parent's layer; restore the metadata, or remove the broken chain, then              run fsck again"
+            "snapshots/{name}: some snapshot's parent record is missing, and this directory may \
+             be that parent's layer; restore the metadata, or remove the broken chain, then \
+             run fsck again"
         )),
         Problem::OrphanDirectory { name, .. } => {
             let path = layout.snapshots().join(name);
