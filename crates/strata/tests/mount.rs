@@ -3,7 +3,8 @@
 //! Every layer's file must be readable through the mount, writes must land in the active
 //! snapshot's upper directory, and no test may leave a mount behind, even when it fails.
 //!
-//! These tests mount, so they need root; run as another user they say so and pass.
+//! These tests mount, so they need root (CI runs as root); run as another user they fail
+//! saying so, rather than pass without testing anything.
 
 mod common;
 
@@ -57,21 +58,19 @@ impl Drop for MountGuard {
     }
 }
 
-fn is_root() -> bool {
-    let root = rustix::process::geteuid().is_root();
-    if !root {
-        eprintln!("not root: skipping a test that mounts");
-    }
-    root
+/// Fails the test unless it runs as root: a test that cannot mount must not pass.
+fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test mounts and needs root: run it as root (scripts/test does)"
+    );
 }
 
 /// Builds `layers` committed layers, each adding `layer-<i>` (and overwriting `top-file`),
 /// then an active snapshot on the last; mounts it with `strata mount`, reads every layer's
 /// file through it, writes through it, unmounts with `strata umount`.
 async fn mount_chain(layers: usize) {
-    if !is_root() {
-        return;
-    }
+    require_root();
     let d = Daemon::start("overlay");
     let mut c = d.client().await;
     let mut parent = String::new();
@@ -165,9 +164,7 @@ async fn mount_499_layers() {
 /// something that is not mounted is a clear error; a committed snapshot cannot be mounted.
 #[tokio::test(flavor = "multi_thread")]
 async fn mount_binds_and_errors() {
-    if !is_root() {
-        return;
-    }
+    require_root();
     for backend in common::BACKENDS {
         let d = Daemon::start(backend);
         let mut c = d.client().await;
