@@ -1,7 +1,10 @@
 //! Compiles `proto/` with protox (pure Rust): no `protoc` is needed on any machine.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not compile time: a build-script binary can be reused from a shared
+    // target directory by a checkout at another path.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR")?;
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         root.join("containerd/types/mount.proto"),
         root.join("containerd/services/snapshots/v1/snapshots.proto"),

@@ -514,8 +514,8 @@ fn write_schema_v1_fixture() {
     if std::env::var_os("STRATA_WRITE_FIXTURE").is_none() {
         return;
     }
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v1.redb");
+    let path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+        .join("tests/fixtures/schema-v1.redb");
     let _ = std::fs::remove_file(&path);
     let store = Store::open(&path).unwrap();
     populate(&store);
@@ -529,7 +529,8 @@ fn write_schema_v1_fixture() {
 #[test]
 fn reads_a_schema_v1_store() {
     let fixture =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/schema-v1.redb");
+        std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
+            .join("tests/fixtures/schema-v1.redb");
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("copy.redb");
     std::fs::copy(&fixture, &path).unwrap();

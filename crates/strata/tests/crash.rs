@@ -359,3 +359,37 @@ async fn workload(
         }
     }
 }
+
+/// A crash during start-up recovery itself (while it records that ids found on disk are
+/// taken) is recovered by the next start: the leftover id is still never handed out, and the
+/// daemon serves.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_during_recovery() {
+    let mut d = Daemon::start("overlay");
+    d.stop();
+    let leftover = d.snapshots_dir().join("50");
+    std::fs::create_dir_all(leftover.join("fs")).unwrap();
+    std::fs::write(leftover.join("fs/stale"), b"left by a crash").unwrap();
+    d.env = vec![("STRATA_CRASH_AT".into(), "meta-before-commit".into())];
+    let status = d.command().status().unwrap();
+    assert!(!status.success(), "recovery reached its write and crashed");
+    d.env.clear();
+    d.restart();
+    let mut c = d.client().await;
+    let mounts = c
+        .prepare(req::prepare("fresh", ""))
+        .await
+        .unwrap()
+        .into_inner()
+        .mounts;
+    let fresh = writable_dir(&mounts);
+    assert!(
+        !fresh.starts_with(&leftover),
+        "id 50 must not be reused: {fresh:?}"
+    );
+    assert!(std::fs::read_dir(&fresh).unwrap().next().is_none());
+    c.cleanup(req::cleanup()).await.unwrap();
+    assert!(!exists(&leftover), "the leftover is reclaimed");
+    d.stop();
+    d.assert_disk_matches_metadata("overlay");
+}
