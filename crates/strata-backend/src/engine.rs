@@ -140,11 +140,6 @@ impl<D: Driver> Engine<D> {
         Ok(recovery)
     }
 
-    /// The backend's directory layout.
-    pub fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
     fn check_open(&self) -> Result<()> {
         if self.closed.load(Ordering::Acquire) {
             Err(Error::Closed)

@@ -43,9 +43,6 @@ pub enum Error {
     /// containerd's own snapshots service answers.
     #[error("snapshotter {0:?} not loaded")]
     UnknownSnapshotter(String),
-    /// The operation is not supported by this backend. gRPC `Unimplemented`.
-    #[error("{0} is not implemented")]
-    Unimplemented(&'static str),
     /// The metadata store failed. gRPC `Internal`.
     #[error("metadata store: {0}")]
     Store(String),
@@ -91,20 +88,6 @@ impl Error {
             op,
             path: path.into(),
             source,
-        }
-    }
-
-    /// A short, stable name of the error's class, used in logs and metrics.
-    pub fn class(&self) -> &'static str {
-        match self {
-            Error::NotFound { .. } | Error::UnknownSnapshotter(_) => "not_found",
-            Error::AlreadyExists { .. } => "already_exists",
-            Error::FailedPrecondition(_) => "failed_precondition",
-            Error::InvalidArgument(_) | Error::Filter(_) => "invalid_argument",
-            Error::Unimplemented(_) => "unimplemented",
-            Error::Store(_) | Error::Io { .. } => "internal",
-            Error::Cancelled => "cancelled",
-            Error::Closed => "unavailable",
         }
     }
 }

@@ -11,30 +11,12 @@ pub fn to_status(error: &Error) -> Status {
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::InvalidArgument(_) | Error::Filter(_) => Code::InvalidArgument,
-        Error::Unimplemented(_) => Code::Unimplemented,
         Error::Cancelled => Code::Cancelled,
         Error::Closed => Code::Unavailable,
         Error::Io { source, .. } if source.raw_os_error() == Some(28) => Code::ResourceExhausted,
         Error::Io { .. } | Error::Store(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
-}
-
-/// The domain error for a status received from a server (used by the client side).
-pub fn from_status(status: &Status) -> Error {
-    let message = status.message().to_owned();
-    match status.code() {
-        Code::NotFound => Error::NotFound {
-            key: String::new(),
-            context: format!(": {message}"),
-        },
-        Code::AlreadyExists => Error::AlreadyExists { key: message },
-        Code::FailedPrecondition => Error::FailedPrecondition(message),
-        Code::InvalidArgument => Error::InvalidArgument(message),
-        Code::Unavailable => Error::Closed,
-        Code::Cancelled | Code::DeadlineExceeded => Error::Cancelled,
-        _ => Error::Store(format!("{:?}: {message}", status.code())),
-    }
 }
 
 #[cfg(test)]

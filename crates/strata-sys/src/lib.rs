@@ -18,8 +18,3 @@ pub fn syncfs(path: &std::path::Path) -> std::io::Result<()> {
     rustix::fs::syncfs(&dir)?;
     Ok(())
 }
-
-/// Flushes the directory `path` itself, making renames and creations inside it durable.
-pub fn fsync_dir(path: &std::path::Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
-}
