@@ -1,15 +1,20 @@
 //! The only place Strata talks to the kernel beyond `std`: file locks, filesystem feature
 //! probes, filesystem types and free space, faithful tree copies (owners, modes, times,
-//! xattrs, devices, hard links, reflinks), disk usage walks and mounts. Everything is built
-//! on rustix's safe wrappers, so the crate needs no `unsafe` of its own; a raw call that
-//! rustix lacks would get its one `unsafe` block here, with a `// SAFETY:` note.
-#![forbid(unsafe_code)]
+//! xattrs, devices, hard links, reflinks), disk usage walks, mounts and btrfs subvolumes and
+//! quota groups. Everything is built on rustix's safe wrappers; the btrfs ioctls, which
+//! rustix lacks, are the only `unsafe` code, each block with a `// SAFETY:` note.
+#![deny(unsafe_code)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
+#[allow(unsafe_code)]
+pub mod btrfs;
 pub mod copy;
 pub mod fsinfo;
 pub mod lock;
 pub mod mount;
 pub mod probe;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod usage;
 
 /// Flushes the whole filesystem holding `path` to stable storage (`syncfs(2)`).

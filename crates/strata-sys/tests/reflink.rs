@@ -3,61 +3,13 @@
 //! same. Needs root and `mkfs.btrfs` (btrfs-progs; `scripts/test` installs it); CI runs as
 //! root. Without them the test fails saying so, rather than passing untested.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "../src/testing.rs"]
+#[allow(dead_code)]
+mod testing;
 
-/// A btrfs filesystem on a loop device, mounted on a temporary directory; unmounted (and the
-/// loop device released by `umount`) on drop, even when the test fails.
-struct Btrfs {
-    _dir: tempfile::TempDir,
-    mountpoint: PathBuf,
-}
+use std::path::Path;
 
-impl Btrfs {
-    fn new() -> Btrfs {
-        assert!(
-            rustix::process::geteuid().is_root(),
-            "this test mounts a btrfs loop device and needs root: run it as root (scripts/test does)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join("btrfs.img");
-        let file = std::fs::File::create(&image).unwrap();
-        file.set_len(256 << 20).unwrap();
-        run(
-            Command::new("mkfs.btrfs").arg("-q").arg(&image),
-            "mkfs.btrfs (install btrfs-progs)",
-        );
-        let mountpoint = dir.path().join("mnt");
-        std::fs::create_dir(&mountpoint).unwrap();
-        run(
-            Command::new("mount")
-                .arg("-o")
-                .arg("loop")
-                .arg(&image)
-                .arg(&mountpoint),
-            "mount -o loop",
-        );
-        Btrfs {
-            _dir: dir,
-            mountpoint,
-        }
-    }
-}
-
-impl Drop for Btrfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.mountpoint).status();
-    }
-}
-
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use testing::LoopBtrfs;
 
 fn read_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<_> = std::fs::read_dir(root)
@@ -77,9 +29,9 @@ fn read_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
 /// Every regular file of a parent is reflinked into the child, and reads back identical.
 #[test]
 fn copy_tree_reflinks_on_btrfs() {
-    let fs = Btrfs::new();
-    let src = fs.mountpoint.join("parent");
-    let dst = fs.mountpoint.join("child");
+    let fs = LoopBtrfs::new(256 << 20);
+    let src = fs.path().join("parent");
+    let dst = fs.path().join("child");
     std::fs::create_dir(&src).unwrap();
     std::fs::create_dir(&dst).unwrap();
     for i in 0..20u8 {
@@ -93,5 +45,5 @@ fn copy_tree_reflinks_on_btrfs() {
     assert_eq!(stats.entries, 20);
     assert_eq!(stats.reflinked, 20, "every file shares its extents");
     assert_eq!(read_tree(&dst), read_tree(&src));
-    assert!(strata_sys::probe::supports_reflink(&fs.mountpoint).unwrap());
+    assert!(strata_sys::probe::supports_reflink(fs.path()).unwrap());
 }
