@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use strata_core::labels;
 use strata_core::snapshot::Labels;
 use strata_core::{
-    CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, cancel, crash,
+    Census, CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, cancel,
+    crash,
 };
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
@@ -364,6 +365,25 @@ impl<D: Driver> Snapshotter for Engine<D> {
                 self.decorate(&mut info, id);
                 f(info)
             })
+        })
+    }
+
+    fn census(&self) -> Result<Census> {
+        self.check_open()?;
+        self.store.read(|tx| {
+            let mut census = Census::default();
+            tx.for_each(&mut |key, record| {
+                match record.kind {
+                    Kind::Active => census.active.push(key.to_owned()),
+                    Kind::View => census.views += 1,
+                    Kind::Committed => {
+                        census.committed += 1;
+                        census.committed_usage.add(record.usage.unwrap_or_default());
+                    }
+                }
+                Ok(())
+            })?;
+            Ok(census)
         })
     }
 

@@ -227,6 +227,24 @@ fn check<D: Driver>(driver: D, ops: &[Op]) -> Result<(), TestCaseError> {
         let got = run(&engine, op);
         prop_assert_eq!(&got, &want, "step {} {:?}", i, op);
     }
+    // The census a metrics scrape reads agrees with the model, and its committed usage with
+    // the figures Usage answers one by one.
+    let census = engine.census().unwrap();
+    let of_kind = |kind: Kind| {
+        model
+            .snapshots
+            .iter()
+            .filter(move |(_, (k, _, _))| *k == kind)
+            .map(|(key, _)| key.clone())
+    };
+    prop_assert_eq!(&census.active, &of_kind(Kind::Active).collect::<Vec<_>>());
+    prop_assert_eq!(census.views as usize, of_kind(Kind::View).count());
+    prop_assert_eq!(census.committed as usize, of_kind(Kind::Committed).count());
+    let mut stored = strata_core::Usage::default();
+    for name in of_kind(Kind::Committed) {
+        stored.add(engine.usage(&name).unwrap());
+    }
+    prop_assert_eq!(census.committed_usage, stored);
     let report = engine.cleanup().unwrap();
     prop_assert!(report.directories as usize <= ops.len());
     Ok(())

@@ -13,4 +13,4 @@ pub mod snapshotter;
 pub use error::{Error, Result};
 pub use filter::Filter;
 pub use snapshot::{Info, Kind, Mount, Usage};
-pub use snapshotter::{CleanupReport, Snapshotter};
+pub use snapshotter::{Census, CleanupReport, Snapshotter};

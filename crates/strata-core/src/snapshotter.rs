@@ -17,6 +17,20 @@ pub struct CleanupReport {
     pub bytes: u64,
 }
 
+/// A backend's snapshots counted by kind, from one consistent read of its metadata: what a
+/// metrics scrape reports, at the cost of a read and no directory walk.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Census {
+    /// The keys of the active snapshots, whose usage only a walk of their directory tells.
+    pub active: Vec<String>,
+    /// How many committed snapshots there are.
+    pub committed: u64,
+    /// How many views there are.
+    pub views: u64,
+    /// The usage recorded at Commit, summed over the committed snapshots.
+    pub committed_usage: Usage,
+}
+
 /// A containerd snapshotter: a tree of snapshots, each Active, View or Committed.
 ///
 /// Errors are part of the contract (see [`crate::Error`]): containerd's garbage collector and
@@ -78,6 +92,11 @@ pub trait Snapshotter: Send + Sync + 'static {
     /// Calls `f` for every snapshot matching `filter`, in key order, from one consistent
     /// read. An error from `f` stops the walk and is returned.
     fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()>;
+
+    /// Counts the snapshots by kind and sums the usage recorded for the committed ones, all
+    /// from one consistent read; no directory is walked. Not part of containerd's contract:
+    /// it feeds the daemon's metrics.
+    fn census(&self) -> Result<Census>;
 
     /// Removes every snapshot directory that the metadata does not know (left by
     /// asynchronous removes or crashes).

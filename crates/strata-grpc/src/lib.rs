@@ -4,12 +4,15 @@
 //!   containerd's), which appear nowhere else in Strata;
 //! - [`convert`]: wire ⇄ domain conversions;
 //! - [`status`]: the one mapping of domain errors to gRPC codes;
+//! - [`backends`]: the backends a daemon serves and the `snapshotter` names that reach them;
 //! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
 //!   field and running the blocking work off the async runtime;
 //! - [`client`]: a client over a unix socket, for the CLI and tests;
-//! - [`metrics`]: Prometheus metrics the server records, and their HTTP endpoint.
+//! - [`metrics`]: Prometheus metrics the server records, what a scrape reads from the
+//!   backends, and their HTTP endpoint.
 #![forbid(unsafe_code)]
 
+pub mod backends;
 pub mod client;
 pub mod convert;
 pub mod metrics;

@@ -1,4 +1,4 @@
-//! The one place where domain errors become gRPC statuses. containerd turns these codes back
+//! The one place where domain errors become gRPC statuses (and where codes get their names). containerd turns these codes back
 //! into `errdefs` errors, and its garbage collector and unpacker branch on them.
 
 use strata_core::Error;
@@ -17,6 +17,30 @@ pub fn to_status(error: &Error) -> Status {
         Error::Io { .. } | Error::Store(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
+}
+
+/// The gRPC code's name as gRPC's own tooling spells it (`NotFound`), in metrics and in the
+/// command line's error messages.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
+    }
 }
 
 #[cfg(test)]

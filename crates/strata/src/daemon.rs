@@ -9,8 +9,9 @@ use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Engine, EngineOptions, Recovery};
 use strata_core::Snapshotter;
+use strata_grpc::backends::Backends;
 use strata_grpc::metrics::{Metrics, serve_http};
-use strata_grpc::server::{Backends, TransportError, serve_with_metrics};
+use strata_grpc::server::{TransportError, serve_with_metrics};
 use strata_sys::lock::RootLock;
 
 use crate::config::{Config, ConfigError};

@@ -18,19 +18,30 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// `GET path` over HTTP/1.1; returns (status line, body).
-fn get(port: u16, path: &str) -> (String, String) {
+/// `method path` over HTTP/1.1 on a connection the client closes after one request;
+/// returns (status line, head, body).
+fn request(port: u16, method: &str, path: &str) -> (String, String, String) {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut response = String::new();
     s.read_to_string(&mut response).unwrap();
     let (head, body) = response.split_once("\r\n\r\n").expect("a response head");
     let status = head.lines().next().unwrap().to_owned();
+    (status, head.to_ascii_lowercase(), body.to_owned())
+}
+
+/// `GET path`; returns (status line, body), checking the body's announced length.
+fn get(port: u16, path: &str) -> (String, String) {
+    let (status, head, body) = request(port, "GET", path);
     assert!(
-        head.contains(&format!("Content-Length: {}", body.len())),
+        head.contains(&format!("content-length: {}", body.len())),
         "{head}"
     );
-    (status, body.to_owned())
+    (status, body)
 }
 
 fn scrape(port: u16) -> String {
@@ -178,6 +189,64 @@ async fn scrape_follows_requests() {
 
     let (status, _) = get(port, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
+    let (status, head, body) = request(port, "HEAD", "/metrics");
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    assert!(
+        head.contains("content-type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(body.is_empty(), "HEAD answers no body: {body:?}");
+    let (status, head, _) = request(port, "POST", "/metrics");
+    assert_eq!(status, "HTTP/1.1 405 Method Not Allowed");
+    assert!(head.contains("allow: get, head"), "{head}");
+}
+
+/// A client that keeps its connection open (as Prometheus does) gets one answer per request
+/// on it, and an open connection does not hold up the daemon's shutdown.
+#[tokio::test(flavor = "multi_thread")]
+async fn scrapes_reuse_a_connection() {
+    let port = free_port();
+    let address = format!("127.0.0.1:{port}");
+    let mut d = Daemon::start_with("overlay", &["--metrics-address", &address]);
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    for _ in 0..3 {
+        write!(s, "GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut byte).unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 ok"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .expect("content-length")
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = vec![0u8; length];
+        s.read_exact(&mut body).unwrap();
+        assert!(
+            String::from_utf8(body)
+                .unwrap()
+                .contains("strata_build_info")
+        );
+    }
+    let start = std::time::Instant::now();
+    d.stop();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "shutdown took {:?}",
+        start.elapsed()
+    );
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the connection is closed, not left hanging");
+    assert!(rest.is_empty());
 }
 
 /// `metrics_address` in the config file turns the endpoint on as the flag does.

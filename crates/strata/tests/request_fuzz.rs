@@ -8,9 +8,10 @@ use std::sync::{Arc, OnceLock};
 use proptest::prelude::*;
 use prost::Message;
 use strata::config::Config;
+use strata_grpc::backends::Backends;
 use strata_grpc::proto::snapshots as pb;
 use strata_grpc::proto::snapshots::snapshots_server::Snapshots;
-use strata_grpc::server::{Backends, SnapshotService};
+use strata_grpc::server::SnapshotService;
 use tonic::{Code, Request};
 
 struct Fixture {

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use strata_grpc::metrics::code_name;
+use strata_grpc::status::code_name;
 
 pub use args::{ClientArgs, ClientCommand};
 
