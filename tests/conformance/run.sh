@@ -3,7 +3,11 @@
 # Debian package golang-github-containerd-containerd-dev) against the Strata
 # daemon, one daemon per subtest, through containerd's proxy snapshotter.
 #
-#   run.sh <path-to-strata-binary> [overlay|native]...   (default: both)
+#   run.sh <path-to-strata-binary> [overlay|native|btrfs]...   (default: overlay native)
+#
+# The btrfs backend needs its roots on btrfs: for it, run.sh makes a sparse 4 GiB image,
+# formats it (mkfs.btrfs, from btrfs-progs), loop-mounts it and points TMPDIR (where the
+# suite makes its roots) at it, and unmounts it afterwards.
 #   run.sh --build-only                                  (build + go vet, no root needed)
 #
 # Environment knobs (all optional):
@@ -45,7 +49,7 @@ MIN_PASS=20
 
 die() { echo "run.sh: error: $*" >&2; exit 1; }
 usage() {
-  echo "usage: $0 <path-to-strata-binary> [overlay|native]...   (default: overlay native)" >&2
+  echo "usage: $0 <path-to-strata-binary> [overlay|native|btrfs]...   (default: overlay native)" >&2
   echo "       $0 --build-only" >&2
   exit 2
 }
@@ -61,7 +65,7 @@ if [ "$build_only" -eq 0 ]; then
   strata_arg=$1; shift
   if [ $# -eq 0 ]; then backends=(overlay native); else backends=("$@"); fi
   for b in "${backends[@]}"; do
-    case "$b" in overlay|native) ;; *) die "unknown backend '$b' (expected: overlay, native)";; esac
+    case "$b" in overlay|native|btrfs) ;; *) die "unknown backend '$b' (expected: overlay, native, btrfs)";; esac
   done
   [ -e "$strata_arg" ] || die "strata binary '$strata_arg' does not exist"
   STRATA=$(realpath -e -- "$strata_arg")
@@ -97,22 +101,55 @@ run_dir="$OUT_DIR/run-$(date +%Y%m%d-%H%M%S)-$$"
 mkdir -p "$run_dir/daemon-logs" "$run_dir/pids"
 log="$run_dir/test.log"
 
-declare -A test_name=([overlay]=TestOverlay [native]=TestNative)
+declare -A test_name=([overlay]=TestOverlay [native]=TestNative [btrfs]=TestBtrfs)
 regex=""
-for b in "${backends[@]}"; do regex+="${regex:+|}${test_name[$b]}"; done
+for b in "${backends[@]}"; do
+  [ "$b" = btrfs ] || regex+="${regex:+|}${test_name[$b]}"
+done
 
-args=(-test.v -test.run "^(${regex})\$" -test.timeout "${STRATA_CONFORMANCE_TIMEOUT:-15m}")
-[ -z "${STRATA_CONFORMANCE_PARALLEL:-}" ] || args+=(-test.parallel "$STRATA_CONFORMANCE_PARALLEL")
+# run_suite REGEX [ENV=VALUE...]: one run of the test binary, appended to the log.
+run_suite() {
+  local run_regex=$1; shift
+  local args=(-test.v -test.run "^(${run_regex})\$" -test.timeout "${STRATA_CONFORMANCE_TIMEOUT:-15m}")
+  [ -z "${STRATA_CONFORMANCE_PARALLEL:-}" ] || args+=(-test.parallel "$STRATA_CONFORMANCE_PARALLEL")
+  echo "run.sh: $* STRATA_BIN=$STRATA $TEST_BIN ${args[*]}" >&2
+  (cd "$run_dir" &&
+    env "$@" \
+    STRATA_BIN="$STRATA" \
+    STRATA_CONFORMANCE_LOGDIR="$run_dir/daemon-logs" \
+    STRATA_CONFORMANCE_PIDDIR="$run_dir/pids" \
+    "$TEST_BIN" "${args[@]}") 2>&1 | tee -a "$log"
+  return "${PIPESTATUS[0]}"
+}
 
-echo "run.sh: STRATA_BIN=$STRATA $TEST_BIN ${args[*]}" >&2
+# A short mount point: socket paths under it must fit in a unix socket address.
+btrfs_mnt=""
+unmount_btrfs() {
+  [ -n "$btrfs_mnt" ] || return 0
+  if mountpoint -q "$btrfs_mnt" 2>/dev/null; then
+    umount "$btrfs_mnt" 2>/dev/null || umount -l "$btrfs_mnt" || true
+  fi
+  rmdir "$btrfs_mnt" 2>/dev/null || true
+  rm -f "$run_dir/btrfs.img"
+  btrfs_mnt=""
+}
+trap unmount_btrfs EXIT
+
 echo "run.sh: log: $log; per-daemon stderr: $run_dir/daemon-logs/" >&2
+rc=0
 set +e
-(cd "$run_dir" &&
-  STRATA_BIN="$STRATA" \
-  STRATA_CONFORMANCE_LOGDIR="$run_dir/daemon-logs" \
-  STRATA_CONFORMANCE_PIDDIR="$run_dir/pids" \
-  "$TEST_BIN" "${args[@]}") 2>&1 | tee "$log"
-rc=${PIPESTATUS[0]}
+if [ -n "$regex" ]; then
+  run_suite "$regex" || rc=$?
+fi
+if printf '%s\n' "${backends[@]}" | grep -qx btrfs; then
+  command -v mkfs.btrfs >/dev/null 2>&1 || die "mkfs.btrfs not found: apt-get install btrfs-progs"
+  # A loop btrfs for the btrfs backend's roots (mount -o loop frees the device at umount).
+  btrfs_mnt=$(mktemp -d /tmp/strata-cf-XXXXXX)
+  truncate -s 4G "$run_dir/btrfs.img" && mkfs.btrfs -q "$run_dir/btrfs.img" >/dev/null &&
+    mount -o loop "$run_dir/btrfs.img" "$btrfs_mnt" ||
+    die "could not make the loop btrfs for the btrfs backend"
+  run_suite TestBtrfs TMPDIR="$btrfs_mnt" || rc=$?
+fi
 set -e
 
 # Reap daemons orphaned by a timeout/panic of the test binary (by pid, after
@@ -127,6 +164,7 @@ for pf in "$run_dir"/pids/*; do
   rm -f "$pf"
 done
 leftover=$(awk '$5 ~ /\/snapshot-suite-Strata-/ {print $5}' /proc/self/mountinfo || true)
+unmount_btrfs
 [ -z "$leftover" ] || printf 'run.sh: warning: mounts left behind by the suite:\n%s\n' "$leftover" >&2
 
 # ---------------------------------------------------------------- parse ----

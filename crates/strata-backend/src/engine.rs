@@ -55,6 +55,9 @@ pub struct EngineOptions {
 pub struct Recovery {
     /// Half-built `new-*` directories removed.
     pub temp_dirs_removed: u64,
+    /// Active snapshots made writable again: a crash interrupted their Commit after the
+    /// driver sealed them (btrfs: set the read-only flag) and before it was recorded.
+    pub unsealed: u64,
     /// Directories the metadata does not know, left for Cleanup.
     pub orphan_dirs: u64,
     /// Snapshots whose directory is missing (a damaged root: see `strata fsck`).
@@ -65,7 +68,7 @@ pub struct Recovery {
 
 /// A snapshotter: one backend root, its metadata store and its driver.
 pub struct Engine<D: Driver> {
-    driver: D,
+    driver: Arc<D>,
     layout: Layout,
     store: Store,
     options: EngineOptions,
@@ -88,7 +91,7 @@ impl<D: Driver> Engine<D> {
         create_private_dir(layout.snapshots())?;
         let store = Store::open(&layout.metadata())?;
         let engine = Engine {
-            driver,
+            driver: Arc::new(driver),
             layout,
             store,
             options,
@@ -124,7 +127,9 @@ impl<D: Driver> Engine<D> {
                 }
                 Entry::Temp => {
                     let path = entry.path();
-                    std::fs::remove_dir_all(&path).map_err(|e| Error::io("remove", &path, e))?;
+                    self.driver
+                        .destroy(&path)
+                        .map_err(|e| Error::io("remove", &path, e))?;
                     recovery.temp_dirs_removed += 1;
                 }
                 Entry::Foreign => orphans.push(entry.path()),
@@ -133,12 +138,39 @@ impl<D: Driver> Engine<D> {
         recovery.orphan_dirs = orphans.len() as u64;
         *self.trash.lock().expect("trash") = orphans.into_iter().map(Trash::unmeasured).collect();
         recovery.missing_dirs = recovery.snapshots - present;
+        if self.driver.seals() {
+            recovery.unsealed = self.unseal_active()?;
+        }
         // Only write when needed: a clean start costs no fsync.
         if max_id >= self.store.read(|tx| tx.next_id())? {
             self.store
                 .write(move |tx| tx.reserve_ids_below(max_id + 1))?;
         }
         Ok(recovery)
+    }
+
+    /// Makes every active snapshot writable again whose Commit a crash interrupted after
+    /// the driver sealed it.
+    fn unseal_active(&self) -> Result<u64> {
+        let mut active = Vec::new();
+        self.store.read(|tx| {
+            tx.for_each(&mut |_, record| {
+                if record.kind == Kind::Active {
+                    active.push(record.id);
+                }
+                Ok(())
+            })
+        })?;
+        let mut unsealed = 0;
+        for id in active {
+            match self.driver.seal(&self.layout, id, false) {
+                Ok(changed) => unsealed += u64::from(changed),
+                // Missing: counted as such above, and `strata fsck` reports it.
+                Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(unsealed)
     }
 
     fn check_open(&self) -> Result<()> {
@@ -156,6 +188,10 @@ impl<D: Driver> Engine<D> {
             validate_key("parent", parent)?;
         }
         labels::validate(&labels)?;
+        let limit = match self.driver.limits() {
+            Some(policy) => crate::limits::size_limit(kind, key, &labels, policy.default)?,
+            None => None,
+        };
         // Check before building: copying a parent for nothing is expensive, and the
         // common errors (AlreadyExists for a retried unpack) should be cheap.
         let expected = self
@@ -166,6 +202,9 @@ impl<D: Driver> Engine<D> {
         let temp = TempDir::new(self)?;
         self.driver
             .populate(&self.layout, temp.path(), kind, &expected)?;
+        if limit.is_some() {
+            self.driver.set_limit(&temp.path().join("fs"), limit)?;
+        }
         crash::pause("create-before-metadata");
         let token = cancel::current();
 
@@ -207,7 +246,7 @@ impl<D: Driver> Engine<D> {
     /// Removes a directory the metadata no longer knows, or leaves it to Cleanup if that
     /// fails (a mount still on it, say).
     fn discard(&self, dir: PathBuf) {
-        match std::fs::remove_dir_all(&dir) {
+        match self.driver.destroy(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -218,6 +257,32 @@ impl<D: Driver> Engine<D> {
                     .push(Trash::unmeasured(dir));
             }
         }
+    }
+
+    /// The part of a Commit after sealing: measure, flush if asked, record.
+    fn record_commit(
+        &self,
+        name: &str,
+        key: &str,
+        labels: Labels,
+        parent: Option<&str>,
+        id: u64,
+    ) -> Result<()> {
+        // Measured before the metadata write: a 10,000-file walk must not hold up a batch.
+        crash::pause("commit-walk");
+        let fs = self.layout.fs(id);
+        let usage = walk_usage(&fs, key)?;
+        if self.options.sync_commit {
+            strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
+        }
+        crash::point("commit-before-metadata");
+        let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.map(str::to_owned));
+        let token = cancel::current();
+        self.store.write(move |tx| {
+            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
+            tx.commit(&key, &name, labels, parent.as_deref(), usage, Some(id))
+                .map(|_| ())
+        })
     }
 
     fn decorate(&self, info: &mut Info, id: u64) {
@@ -251,13 +316,45 @@ impl<D: Driver> Snapshotter for Engine<D> {
         requested.remove(UPPERDIR_LABEL);
         let (key, paths) = (key.to_owned(), fieldpaths.to_vec());
         let token = cancel::current();
-        let (mut info, id) = self.store.write(move |tx| {
+        // A limit changed inside the transaction, to restore if the transaction fails.
+        let changed_limit = Arc::new(Mutex::new(None::<(PathBuf, Option<u64>)>));
+        let changed = Arc::clone(&changed_limit);
+        let (driver, layout) = (Arc::clone(&self.driver), self.layout.clone());
+        let result = self.store.write(move |tx| {
             token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
-            let id = tx.get(&key)?.id;
-            Ok((tx.update(&key, &requested, &paths)?, id))
-        })?;
-        self.decorate(&mut info, id);
-        Ok(info)
+            let record = tx.get(&key)?;
+            // Applied before the store is written: a write transaction's operations fail
+            // before their first write or not at all.
+            if let Some(policy) = driver.limits()
+                && record.kind == Kind::Active
+            {
+                let labels = labels::apply_update(&key, &record.labels, &requested, &paths)?;
+                let limit =
+                    |labels| crate::limits::size_limit(Kind::Active, &key, labels, policy.default);
+                let new = limit(&labels)?;
+                let old = limit(&record.labels).unwrap_or(None);
+                if new != old {
+                    let fs = layout.fs(record.id);
+                    driver.set_limit(&fs, new)?;
+                    *changed.lock().expect("limit slot") = Some((fs, old));
+                }
+            }
+            Ok((tx.update(&key, &requested, &paths)?, record.id))
+        });
+        match result {
+            Ok((mut info, id)) => {
+                self.decorate(&mut info, id);
+                Ok(info)
+            }
+            Err(e) => {
+                if let Some((fs, old)) = changed_limit.lock().expect("limit slot").take()
+                    && let Err(undo) = self.driver.set_limit(&fs, old)
+                {
+                    tracing::warn!(path = %fs.display(), error = %undo, "cannot restore the size limit of a failed Update");
+                }
+                Err(e)
+            }
+        }
     }
 
     fn recorded_usage(&self, key: &str) -> Result<Option<Usage>> {
@@ -273,6 +370,14 @@ impl<D: Driver> Snapshotter for Engine<D> {
         let record = self.store.read(|tx| tx.get(key))?;
         if record.kind != Kind::Active {
             return Ok(record.usage.unwrap_or_default());
+        }
+        let snapshot = strata_meta::Snapshot {
+            id: record.id,
+            kind: record.kind,
+            parent_ids: self.store.read(|tx| tx.snapshot(key))?.parent_ids,
+        };
+        if let Some(usage) = self.driver.usage(&self.layout, &snapshot)? {
+            return Ok(usage);
         }
         crash::pause("usage-walk");
         walk_usage(&self.layout.fs(record.id), key)
@@ -314,22 +419,16 @@ impl<D: Driver> Snapshotter for Engine<D> {
                 self.driver.name()
             ));
         }
-        // Measured before the metadata write: a 10,000-file walk must not hold up a batch.
-        crash::pause("commit-walk");
-        let fs = self.layout.fs(record.id);
-        let usage = walk_usage(&fs, key)?;
-        if self.options.sync_commit {
-            strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
+        // Sealed first (btrfs: read-only), so the usage measured is the content committed.
+        let sealed = self.driver.seal(&self.layout, record.id, true)?;
+        let result = self.record_commit(name, key, labels, parent, record.id);
+        if result.is_err()
+            && sealed
+            && let Err(e) = self.driver.seal(&self.layout, record.id, false)
+        {
+            tracing::warn!(key, error = %e, "cannot make a snapshot writable again after its Commit failed; the next start does");
         }
-        crash::point("commit-before-metadata");
-        let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.map(str::to_owned));
-        let id = record.id;
-        let token = cancel::current();
-        self.store.write(move |tx| {
-            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
-            tx.commit(&key, &name, labels, parent.as_deref(), usage, Some(id))
-                .map(|_| ())
-        })
+        result
     }
 
     fn remove(&self, key: &str) -> Result<()> {
@@ -399,7 +498,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
                 "cleanup-next-removal"
             });
             let bytes = bytes.unwrap_or_else(|| disk_usage(dir).map(|u| u.bytes).unwrap_or(0));
-            match std::fs::remove_dir_all(dir) {
+            match self.driver.destroy(dir) {
                 Ok(()) => {
                     report.directories += 1;
                     report.bytes += bytes;
@@ -498,18 +597,23 @@ fn create_private_dir(path: &Path) -> Result<()> {
 
 /// A `new-<n>` directory under construction, removed on drop unless it was renamed into
 /// place.
-struct TempDir {
+struct TempDir<'a, D: Driver> {
     path: PathBuf,
     armed: bool,
+    driver: &'a D,
 }
 
-impl TempDir {
-    fn new<D: Driver>(engine: &Engine<D>) -> Result<TempDir> {
+impl<'a, D: Driver> TempDir<'a, D> {
+    fn new(engine: &'a Engine<D>) -> Result<TempDir<'a, D>> {
         let n = engine.temp_seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
         let path = engine.layout.snapshots().join(name);
         std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", &path, e))?;
-        Ok(TempDir { path, armed: true })
+        Ok(TempDir {
+            path,
+            armed: true,
+            driver: &engine.driver,
+        })
     }
 
     fn path(&self) -> &Path {
@@ -521,10 +625,10 @@ impl TempDir {
     }
 }
 
-impl Drop for TempDir {
+impl<D: Driver> Drop for TempDir<'_, D> {
     fn drop(&mut self) {
         if self.armed
-            && let Err(e) = std::fs::remove_dir_all(&self.path)
+            && let Err(e) = self.driver.destroy(&self.path)
             && e.kind() != std::io::ErrorKind::NotFound
         {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temporary directory; it is removed at the next start");

@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
+use std::path::Path;
+
+use strata_backend::btrfs::{Btrfs, BtrfsOptions};
 use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Driver, Engine, EngineOptions};
@@ -218,7 +221,11 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn check<D: Driver>(driver: D, ops: &[Op]) -> Result<(), TestCaseError> {
-    let dir = tempfile::tempdir().unwrap();
+    check_in(&std::env::temp_dir(), driver, ops)
+}
+
+fn check_in<D: Driver>(base: &Path, driver: D, ops: &[Op]) -> Result<(), TestCaseError> {
+    let dir = tempfile::tempdir_in(base).unwrap();
     let (engine, _) =
         Engine::open(&dir.path().join("root"), driver, EngineOptions::default()).unwrap();
     let mut model = Model::default();
@@ -263,5 +270,24 @@ proptest! {
     #[test]
     fn overlay_agrees_with_the_model(ops in prop::collection::vec(op(), 1..40)) {
         check(Overlay::with_options(OverlayOptions::default()), &ops)?;
+    }
+}
+
+/// The btrfs engine answers every operation as containerd's model does, on a loop btrfs
+/// (needs root, as the other btrfs tests).
+#[test]
+fn btrfs_agrees_with_the_model() {
+    let fs = strata_sys::testing::LoopBtrfs::new(512 << 20);
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 48,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&prop::collection::vec(op(), 1..40), |ops| {
+        let root = tempfile::tempdir_in(fs.path()).unwrap();
+        let driver = Btrfs::new(root.path(), BtrfsOptions::default()).unwrap();
+        check_in(root.path(), driver, &ops)
+    });
+    if let Err(e) = result {
+        panic!("{e}");
     }
 }

@@ -194,8 +194,8 @@ pub fn is_subvolume(path: &Path) -> io::Result<bool> {
     Ok(meta.is_dir() && meta.ino() == SUBVOLUME_ROOT_INO && is_btrfs(path)?)
 }
 
-/// Creates an empty subvolume at `path` (`BTRFS_IOC_SUBVOL_CREATE`): a directory, mode
-/// 0755, owned by the caller.
+/// Creates an empty subvolume at `path` (`BTRFS_IOC_SUBVOL_CREATE`): a directory owned by
+/// the caller, mode 0755 less the umask.
 pub fn create_subvolume(path: &Path) -> io::Result<()> {
     let (parent, name) = parent_and_name(path)?;
     let mut args = VolArgs {

@@ -11,7 +11,10 @@ pub const DEFAULT_ADDRESS: &str = "/run/strata/strata.sock";
 /// Default configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/strata/config.toml";
 /// Every backend this build knows.
-pub const KNOWN_BACKENDS: &[&str] = &["overlay", "native"];
+pub const KNOWN_BACKENDS: &[&str] = &["overlay", "native", "btrfs"];
+/// The backends served when the configuration names none: those that work on any
+/// filesystem (btrfs needs its root on btrfs, so it is served only when asked for).
+pub const DEFAULT_BACKENDS: &[&str] = &["overlay", "native"];
 
 /// The daemon's configuration (see `contrib/config.toml` for a commented example).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -37,6 +40,33 @@ pub struct Config {
     pub metrics_address: Option<String>,
     /// Overlay backend settings.
     pub overlay: OverlayConfig,
+    /// btrfs backend settings.
+    pub btrfs: BtrfsConfig,
+}
+
+/// `[btrfs]` settings.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BtrfsConfig {
+    /// Quotas at start-up: `keep` (leave the filesystem as it is), `qgroups` (enable full
+    /// qgroup accounting if off) or `simple` (enable simple quotas if off, Linux 6.7+).
+    pub quota: BtrfsQuota,
+    /// Size limit in bytes of writable snapshots without a `containerd.io/snapshot/max-size`
+    /// label (never of extraction snapshots); absent or 0: none. Needs quotas.
+    pub default_max_size: u64,
+}
+
+/// The `quota` setting of `[btrfs]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BtrfsQuota {
+    /// Leave quotas as they are.
+    #[default]
+    Keep,
+    /// Enable full qgroup accounting if quotas are off.
+    Qgroups,
+    /// Enable simple quotas if quotas are off.
+    Simple,
 }
 
 /// `[overlay]` settings.
@@ -55,13 +85,14 @@ impl Default for Config {
             root: DEFAULT_ROOT.into(),
             address: DEFAULT_ADDRESS.into(),
             backend: "overlay".into(),
-            backends: KNOWN_BACKENDS.iter().map(|s| s.to_string()).collect(),
+            backends: DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect(),
             socket_group: String::new(),
             sync_remove: false,
             sync_commit: false,
             log_level: "info".into(),
             metrics_address: None,
             overlay: OverlayConfig::default(),
+            btrfs: BtrfsConfig::default(),
         }
     }
 }
@@ -138,6 +169,17 @@ mod tests {
         assert_eq!(c.served_backends().unwrap(), vec!["native", "overlay"]);
         assert_eq!(c.overlay.mount_options, vec!["volatile"]);
         assert!(Config::parse("roots = \"/x\"").is_err());
+        let b = Config::parse(
+            "backend = \"btrfs\"\n[btrfs]\nquota = \"simple\"\ndefault_max_size = 1073741824\n",
+        )
+        .unwrap();
+        assert_eq!(
+            b.served_backends().unwrap(),
+            vec!["btrfs", "overlay", "native"]
+        );
+        assert_eq!(b.btrfs.quota, BtrfsQuota::Simple);
+        assert_eq!(b.btrfs.default_max_size, 1 << 30);
+        assert!(Config::parse("[btrfs]\nquota = \"on\"").is_err());
         assert!(
             Config::parse("backend = \"zfs\"")
                 .unwrap()

@@ -5,6 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use strata_backend::btrfs::{Btrfs, BtrfsOptions, QuotaSetting};
 use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Engine, EngineOptions, Recovery};
@@ -14,7 +15,7 @@ use strata_grpc::metrics::{Metrics, serve_http};
 use strata_grpc::server::{TransportError, serve_with_metrics};
 use strata_sys::lock::RootLock;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{BtrfsQuota, Config, ConfigError};
 
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +103,12 @@ pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, Daemo
                     Engine::open(&root, Native, options.clone()).map_err(fail)?;
                 (Arc::new(engine), recovery)
             }
+            "btrfs" => {
+                let driver = Btrfs::new(&root, btrfs_options(config)).map_err(fail)?;
+                let (engine, recovery) =
+                    Engine::open(&root, driver, options.clone()).map_err(fail)?;
+                (Arc::new(engine), recovery)
+            }
             other => unreachable!("served_backends() admitted unknown backend {other}"),
         };
         report_recovery(&name, &recovery);
@@ -110,12 +117,25 @@ pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, Daemo
     Ok(backends)
 }
 
+/// The btrfs driver's settings from `[btrfs]`.
+pub fn btrfs_options(config: &Config) -> BtrfsOptions {
+    BtrfsOptions {
+        quota: match config.btrfs.quota {
+            BtrfsQuota::Keep => QuotaSetting::Keep,
+            BtrfsQuota::Qgroups => QuotaSetting::Qgroups,
+            BtrfsQuota::Simple => QuotaSetting::Simple,
+        },
+        default_max_size: Some(config.btrfs.default_max_size).filter(|&b| b > 0),
+    }
+}
+
 fn report_recovery(backend: &str, r: &Recovery) {
-    if r.temp_dirs_removed > 0 || r.orphan_dirs > 0 || r.missing_dirs > 0 {
+    if r.temp_dirs_removed > 0 || r.orphan_dirs > 0 || r.missing_dirs > 0 || r.unsealed > 0 {
         tracing::warn!(
             backend,
             snapshots = r.snapshots,
             temp_dirs_removed = r.temp_dirs_removed,
+            active_snapshots_made_writable = r.unsealed,
             orphan_dirs_awaiting_cleanup = r.orphan_dirs,
             snapshots_missing_directories = r.missing_dirs,
             "recovered from an unclean stop"

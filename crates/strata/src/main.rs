@@ -8,7 +8,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use strata::cli::ClientCommand;
 use strata::config::{Config, DEFAULT_CONFIG};
 
-/// Strata: a containerd snapshotter (proxy plugin) with overlay and native backends.
+/// Strata: a containerd snapshotter (proxy plugin) with overlay, native and btrfs backends.
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
@@ -46,7 +46,7 @@ struct ServeArgs {
     /// Unix socket to listen on [default: /run/strata/strata.sock]
     #[arg(long)]
     address: Option<PathBuf>,
-    /// Default backend: overlay or native [default: overlay]
+    /// Default backend: overlay, native or btrfs [default: overlay]
     #[arg(long)]
     backend: Option<String>,
     /// Serve Prometheus metrics on HOST:PORT (`GET /metrics`) [default: off]

@@ -60,6 +60,9 @@ func TestOverlay(t *testing.T) { runSuite(t, "overlay") }
 
 func TestNative(t *testing.T) { runSuite(t, "native") }
 
+// TestBtrfs needs every root on btrfs: run.sh points TMPDIR at a loop-mounted btrfs.
+func TestBtrfs(t *testing.T) { runSuite(t, "btrfs") }
+
 func runSuite(t *testing.T, backend string) {
 	bin := os.Getenv("STRATA_BIN")
 	if bin == "" {
