@@ -83,7 +83,9 @@ mod tests {
     fn who_gets_a_limit() {
         let max = |v: &str| labels(&[(MAX_SIZE_LABEL, v)]);
         let d = Some(1000);
-        let cases: Vec<(Kind, &str, Labels, Option<u64>, Option<u64>)> = vec![
+        // (kind, key, labels, default, limit wanted)
+        type Case<'a> = (Kind, &'a str, Labels, Option<u64>, Option<u64>);
+        let cases: Vec<Case> = vec![
             (Kind::Active, "c1", Labels::new(), None, None),
             (Kind::Active, "c1", Labels::new(), d, d),
             (Kind::Active, "c1", max("42"), d, Some(42)),
