@@ -34,9 +34,15 @@ impl Daemon {
 
     /// Starts a daemon with extra command-line arguments.
     pub fn start_with(backend: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_in(Path::new("/tmp"), backend, extra)
+    }
+
+    /// Starts a daemon whose root and socket are in a fresh directory under `base` (a
+    /// filesystem a backend needs, e.g. a loop btrfs), with extra command-line arguments.
+    pub fn start_in(base: &Path, backend: &str, extra: &[&str]) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("strata-test-")
-            .tempdir_in("/tmp")
+            .tempdir_in(base)
             .unwrap();
         let root = dir.path().join("root");
         let socket = dir.path().join("s.sock");

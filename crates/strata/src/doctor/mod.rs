@@ -15,6 +15,8 @@ use crate::cli::format::human_size;
 use crate::config::Config;
 use crate::settings::{ConfigArgs, Source};
 
+mod quota;
+
 /// `strata doctor`'s arguments.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DoctorArgs {
@@ -165,6 +167,7 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
     };
     let overlay = served.iter().any(|b| b == "overlay");
     let native = served.iter().any(|b| b == "native");
+    let btrfs = served.iter().any(|b| b == "btrfs");
     checks.push(check(
         "settings",
         Status::Ok,
@@ -214,6 +217,8 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
     checks.push(d_type_check(&probe_dir, overlay));
     checks.push(idmap_check(kernel, fs.and_then(|t| t.name()), &fs_name));
     checks.push(reflink_check(&probe_dir, native, &fs_name));
+    checks.extend(quota::btrfs_checks(&config, btrfs, fs, &probe_dir, kernel));
+    checks.push(quota::project_quota_check(overlay, fs, &probe_dir));
     checks.push(socket_check(&config));
     Report { checks, config }
 }
