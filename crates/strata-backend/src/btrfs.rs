@@ -19,7 +19,7 @@
 
 use std::path::Path;
 
-use strata_core::{Error, Kind, Mount, Result, Usage, cancel};
+use strata_core::{Ctx, Error, Kind, Mount, Result, Usage};
 use strata_meta::Snapshot;
 use strata_sys::btrfs::{self, QuotaStatus};
 
@@ -164,7 +164,7 @@ impl Driver for Btrfs {
         Ok(true)
     }
 
-    fn usage(&self, layout: &Layout, snapshot: &Snapshot) -> Result<Option<Usage>> {
+    fn usage(&self, ctx: &Ctx, layout: &Layout, snapshot: &Snapshot) -> Result<Option<Usage>> {
         let fs = layout.fs(snapshot.id);
         let root = layout.root();
         if quota_status(root)?.accounting() {
@@ -188,15 +188,16 @@ impl Driver for Btrfs {
         let Some(&parent) = snapshot.parent_ids.first() else {
             return Ok(None);
         };
-        let token = cancel::current();
-        let stop = || token.as_ref().is_some_and(cancel::Cancel::is_cancelled);
+        let stop = || ctx.is_done();
         match strata_sys::usage::diff_usage_until(&fs, &layout.fs(parent), &stop) {
             Ok(du) => Ok(Some(Usage {
                 size: du.bytes as i64,
                 inodes: du.inodes as i64,
             })),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(Error::Cancelled),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+                Err(ctx.check().err().unwrap_or(Error::Cancelled))
+            }
             Err(e) => Err(Error::io("usage walk", &fs, e)),
         }
     }

@@ -21,8 +21,7 @@ use std::sync::{Arc, Mutex};
 use strata_core::labels;
 use strata_core::snapshot::Labels;
 use strata_core::{
-    Census, CleanupReport, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, cancel,
-    crash,
+    Census, CleanupReport, Ctx, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, crash,
 };
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
@@ -104,7 +103,8 @@ impl<D: Driver> Engine<D> {
     }
 
     fn recover(&self) -> Result<Recovery> {
-        let ids = self.store.read(|tx| tx.ids())?;
+        let ctx = &Ctx::background();
+        let ids = self.store.read(ctx, |tx| tx.ids())?;
         let mut recovery = Recovery {
             snapshots: ids.len() as u64,
             ..Recovery::default()
@@ -142,9 +142,9 @@ impl<D: Driver> Engine<D> {
             recovery.unsealed = self.unseal_active()?;
         }
         // Only write when needed: a clean start costs no fsync.
-        if max_id >= self.store.read(|tx| tx.next_id())? {
+        if max_id >= self.store.read(ctx, |tx| tx.next_id())? {
             self.store
-                .write(move |tx| tx.reserve_ids_below(max_id + 1))?;
+                .write(ctx, move |tx| tx.reserve_ids_below(max_id + 1))?;
         }
         Ok(recovery)
     }
@@ -153,7 +153,7 @@ impl<D: Driver> Engine<D> {
     /// the driver sealed it.
     fn unseal_active(&self) -> Result<u64> {
         let mut active = Vec::new();
-        self.store.read(|tx| {
+        self.store.read(&Ctx::background(), |tx| {
             tx.for_each(&mut |_, record| {
                 if record.kind == Kind::Active {
                     active.push(record.id);
@@ -181,7 +181,14 @@ impl<D: Driver> Engine<D> {
         }
     }
 
-    fn create(&self, kind: Kind, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+    fn create(
+        &self,
+        ctx: &Ctx,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+        labels: Labels,
+    ) -> Result<Vec<Mount>> {
         self.check_open()?;
         validate_key("key", key)?;
         if !parent.is_empty() {
@@ -196,7 +203,7 @@ impl<D: Driver> Engine<D> {
         // common errors (AlreadyExists for a retried unpack) should be cheap.
         let expected = self
             .store
-            .read(|tx| tx.plan_create(kind, key, parent))?
+            .read(ctx, |tx| tx.plan_create(kind, key, parent))?
             .parent_ids;
 
         let temp = TempDir::new(self)?;
@@ -206,16 +213,15 @@ impl<D: Driver> Engine<D> {
             self.driver.set_limit(&temp.path().join("fs"), limit)?;
         }
         crash::pause("create-before-metadata");
-        let token = cancel::current();
 
         let layout = self.layout.clone();
         let (key, parent) = (key.to_owned(), parent.to_owned());
         let from = temp.path().to_owned();
         let renamed_to = Arc::new(Mutex::new(None::<PathBuf>));
         let renamed = Arc::clone(&renamed_to);
-        let result = self.store.write(move |tx| {
-            // The last moment to honour a cancelled request: nothing is recorded yet.
-            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
+        // The store checks `ctx` right before this runs: the last moment to honour a
+        // cancelled request, with nothing recorded yet.
+        let result = self.store.write(ctx, move |tx| {
             let plan = tx.plan_create(kind, &key, &parent)?;
             if plan.parent_ids != expected {
                 return Err(Error::FailedPrecondition(format!(
@@ -262,6 +268,7 @@ impl<D: Driver> Engine<D> {
     /// The part of a Commit after sealing: measure, flush if asked, record.
     fn record_commit(
         &self,
+        ctx: &Ctx,
         name: &str,
         key: &str,
         labels: Labels,
@@ -271,15 +278,13 @@ impl<D: Driver> Engine<D> {
         // Measured before the metadata write: a 10,000-file walk must not hold up a batch.
         crash::pause("commit-walk");
         let fs = self.layout.fs(id);
-        let usage = walk_usage(&fs, key)?;
+        let usage = walk_usage(ctx, &fs, key)?;
         if self.options.sync_commit {
             strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
         }
         crash::point("commit-before-metadata");
         let (name, key, parent) = (name.to_owned(), key.to_owned(), parent.map(str::to_owned));
-        let token = cancel::current();
-        self.store.write(move |tx| {
-            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
+        self.store.write(ctx, move |tx| {
             tx.commit(&key, &name, labels, parent.as_deref(), usage, Some(id))
                 .map(|_| ())
         })
@@ -300,28 +305,26 @@ impl<D: Driver> Snapshotter for Engine<D> {
         self.driver.name()
     }
 
-    fn stat(&self, key: &str) -> Result<Info> {
+    fn stat(&self, ctx: &Ctx, key: &str) -> Result<Info> {
         self.check_open()?;
         validate_key("key", key)?;
-        let record = self.store.read(|tx| tx.get(key))?;
+        let record = self.store.read(ctx, |tx| tx.get(key))?;
         let mut info = record.info(key);
         self.decorate(&mut info, record.id);
         Ok(info)
     }
 
-    fn update(&self, key: &str, labels: &Labels, fieldpaths: &[String]) -> Result<Info> {
+    fn update(&self, ctx: &Ctx, key: &str, labels: &Labels, fieldpaths: &[String]) -> Result<Info> {
         self.check_open()?;
         validate_key("key", key)?;
         let mut requested = labels.clone();
         requested.remove(UPPERDIR_LABEL);
         let (key, paths) = (key.to_owned(), fieldpaths.to_vec());
-        let token = cancel::current();
         // A limit changed inside the transaction, to restore if the transaction fails.
         let changed_limit = Arc::new(Mutex::new(None::<(PathBuf, Option<u64>)>));
         let changed = Arc::clone(&changed_limit);
         let (driver, layout) = (Arc::clone(&self.driver), self.layout.clone());
-        let result = self.store.write(move |tx| {
-            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
+        let result = self.store.write(ctx, move |tx| {
             let record = tx.get(&key)?;
             // Applied before the store is written: a write transaction's operations fail
             // before their first write or not at all.
@@ -357,36 +360,36 @@ impl<D: Driver> Snapshotter for Engine<D> {
         }
     }
 
-    fn recorded_usage(&self, key: &str) -> Result<Option<Usage>> {
+    fn recorded_usage(&self, ctx: &Ctx, key: &str) -> Result<Option<Usage>> {
         self.check_open()?;
         validate_key("key", key)?;
-        let record = self.store.read(|tx| tx.get(key))?;
+        let record = self.store.read(ctx, |tx| tx.get(key))?;
         Ok((record.kind != Kind::Active).then(|| record.usage.unwrap_or_default()))
     }
 
-    fn usage(&self, key: &str) -> Result<Usage> {
+    fn usage(&self, ctx: &Ctx, key: &str) -> Result<Usage> {
         self.check_open()?;
         validate_key("key", key)?;
-        let record = self.store.read(|tx| tx.get(key))?;
+        let record = self.store.read(ctx, |tx| tx.get(key))?;
         if record.kind != Kind::Active {
             return Ok(record.usage.unwrap_or_default());
         }
         let snapshot = strata_meta::Snapshot {
             id: record.id,
             kind: record.kind,
-            parent_ids: self.store.read(|tx| tx.snapshot(key))?.parent_ids,
+            parent_ids: self.store.read(ctx, |tx| tx.snapshot(key))?.parent_ids,
         };
-        if let Some(usage) = self.driver.usage(&self.layout, &snapshot)? {
+        if let Some(usage) = self.driver.usage(ctx, &self.layout, &snapshot)? {
             return Ok(usage);
         }
         crash::pause("usage-walk");
-        walk_usage(&self.layout.fs(record.id), key)
+        walk_usage(ctx, &self.layout.fs(record.id), key)
     }
 
-    fn mounts(&self, key: &str) -> Result<Vec<Mount>> {
+    fn mounts(&self, ctx: &Ctx, key: &str) -> Result<Vec<Mount>> {
         self.check_open()?;
         validate_key("key", key)?;
-        let snapshot = self.store.read(|tx| tx.snapshot(key))?;
+        let snapshot = self.store.read(ctx, |tx| tx.snapshot(key))?;
         if snapshot.kind == Kind::Committed {
             return Err(Error::FailedPrecondition(format!(
                 "snapshot {key:?} is committed: it has no mounts of its own, make a view of it"
@@ -395,15 +398,22 @@ impl<D: Driver> Snapshotter for Engine<D> {
         Ok(self.driver.mounts(&self.layout, &snapshot))
     }
 
-    fn prepare(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
-        self.create(Kind::Active, key, parent, labels)
+    fn prepare(&self, ctx: &Ctx, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(ctx, Kind::Active, key, parent, labels)
     }
 
-    fn view(&self, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
-        self.create(Kind::View, key, parent, labels)
+    fn view(&self, ctx: &Ctx, key: &str, parent: &str, labels: Labels) -> Result<Vec<Mount>> {
+        self.create(ctx, Kind::View, key, parent, labels)
     }
 
-    fn commit(&self, name: &str, key: &str, labels: Labels, parent: Option<&str>) -> Result<()> {
+    fn commit(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        key: &str,
+        labels: Labels,
+        parent: Option<&str>,
+    ) -> Result<()> {
         self.check_open()?;
         validate_key("name", name)?;
         validate_key("key", key)?;
@@ -411,7 +421,9 @@ impl<D: Driver> Snapshotter for Engine<D> {
             validate_key("parent", p)?;
         }
         labels::validate(&labels)?;
-        let (record, new_parent) = self.store.read(|tx| tx.check_commit(key, name, parent))?;
+        let (record, new_parent) = self
+            .store
+            .read(ctx, |tx| tx.check_commit(key, name, parent))?;
         if new_parent != record.parent && !self.driver.can_rebase() {
             return Err(strata_core::invalid!(
                 "the {} backend cannot commit {key:?} onto parent {new_parent:?}: it stores full \
@@ -421,7 +433,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
         }
         // Sealed first (btrfs: read-only), so the usage measured is the content committed.
         let sealed = self.driver.seal(&self.layout, record.id, true)?;
-        let result = self.record_commit(name, key, labels, parent, record.id);
+        let result = self.record_commit(ctx, name, key, labels, parent, record.id);
         if result.is_err()
             && sealed
             && let Err(e) = self.driver.seal(&self.layout, record.id, false)
@@ -431,15 +443,11 @@ impl<D: Driver> Snapshotter for Engine<D> {
         result
     }
 
-    fn remove(&self, key: &str) -> Result<()> {
+    fn remove(&self, ctx: &Ctx, key: &str) -> Result<()> {
         self.check_open()?;
         validate_key("key", key)?;
         let owned = key.to_owned();
-        let token = cancel::current();
-        let record = self.store.write(move |tx| {
-            token.as_ref().map_or(Ok(()), cancel::Cancel::check)?;
-            tx.remove(&owned)
-        })?;
+        let record = self.store.write(ctx, move |tx| tx.remove(&owned))?;
         crash::point("remove-after-metadata");
         let dir = self.layout.dir(record.id);
         if self.options.sync_remove {
@@ -453,13 +461,20 @@ impl<D: Driver> Snapshotter for Engine<D> {
         Ok(())
     }
 
-    fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()> {
+    fn walk(
+        &self,
+        ctx: &Ctx,
+        filter: &Filter,
+        f: &mut dyn FnMut(Info) -> Result<()>,
+    ) -> Result<()> {
         self.check_open()?;
-        self.store.read(|tx| {
-            if !self.options.upperdir_label {
-                return tx.walk(filter, f);
-            }
+        self.store.read(ctx, |tx| {
             tx.walk(filter, &mut |mut info| {
+                // A long listing stops as soon as its caller has gone.
+                ctx.check()?;
+                if !self.options.upperdir_label {
+                    return f(info);
+                }
                 let id = tx.get(&info.name)?.id;
                 self.decorate(&mut info, id);
                 f(info)
@@ -467,9 +482,9 @@ impl<D: Driver> Snapshotter for Engine<D> {
         })
     }
 
-    fn census(&self) -> Result<Census> {
+    fn census(&self, ctx: &Ctx) -> Result<Census> {
         self.check_open()?;
-        self.store.read(|tx| {
+        self.store.read(ctx, |tx| {
             let mut census = Census::default();
             tx.for_each(&mut |key, record| {
                 match record.kind {
@@ -486,8 +501,9 @@ impl<D: Driver> Snapshotter for Engine<D> {
         })
     }
 
-    fn cleanup(&self) -> Result<CleanupReport> {
+    fn cleanup(&self, ctx: &Ctx) -> Result<CleanupReport> {
         self.check_open()?;
+        ctx.check()?;
         let orphans = std::mem::take(&mut *self.trash.lock().expect("trash"));
         crash::pause("cleanup-remove");
         let mut report = CleanupReport::default();
@@ -497,20 +513,27 @@ impl<D: Driver> Snapshotter for Engine<D> {
             } else {
                 "cleanup-next-removal"
             });
-            let bytes = bytes.unwrap_or_else(|| disk_usage(dir).map(|u| u.bytes).unwrap_or(0));
-            match self.driver.destroy(dir) {
-                Ok(()) => {
+            let removed = ctx.check().and_then(|()| {
+                let bytes = bytes.unwrap_or_else(|| disk_usage(dir).map(|u| u.bytes).unwrap_or(0));
+                match self.driver.destroy(dir) {
+                    Ok(()) => Ok(Some(bytes)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(Error::io("remove", dir, e)),
+                }
+            });
+            match removed {
+                Ok(Some(bytes)) => {
                     report.directories += 1;
                     report.bytes += bytes;
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Ok(None) => {}
                 Err(e) => {
-                    // Keep what is left for the next Cleanup, and say what failed.
+                    // Keep what is left for the next Cleanup, and say what stopped this one.
                     self.trash
                         .lock()
                         .expect("trash")
                         .extend(orphans[n..].iter().cloned());
-                    return Err(Error::io("remove", dir, e));
+                    return Err(e);
                 }
             }
         }
@@ -532,20 +555,20 @@ impl<D: Driver> Snapshotter for Engine<D> {
     }
 }
 
-/// Measures a snapshot directory, giving up if the request is cancelled. A directory that
-/// vanished under the walk belongs to a snapshot removed meanwhile: `NotFound`.
-fn walk_usage(fs: &Path, key: &str) -> Result<Usage> {
-    // Captured here: the walk may continue on other threads, which do not see this one's
-    // request token.
-    let token = cancel::current();
-    let stop = || token.as_ref().is_some_and(cancel::Cancel::is_cancelled);
+/// Measures a snapshot directory, giving up once the request is cancelled or its deadline
+/// passes. A directory that vanished under the walk belongs to a snapshot removed meanwhile:
+/// `NotFound`.
+fn walk_usage(ctx: &Ctx, fs: &Path, key: &str) -> Result<Usage> {
+    let stop = || ctx.is_done();
     match disk_usage_until(fs, &stop) {
         Ok(du) => Ok(Usage {
             size: du.bytes as i64,
             inodes: du.inodes as i64,
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::not_found(key)),
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(Error::Cancelled),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(ctx.check().err().unwrap_or(Error::Cancelled))
+        }
         Err(e) => Err(Error::io("usage walk", fs, e)),
     }
 }

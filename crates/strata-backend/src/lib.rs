@@ -20,7 +20,7 @@ pub use layout::{Entry, Layout};
 
 use std::path::Path;
 
-use strata_core::{Kind, Mount, Result, Usage};
+use strata_core::{Ctx, Kind, Mount, Result, Usage};
 use strata_meta::Snapshot;
 
 /// How a driver limits the size of writable snapshots (see [`limits`]).
@@ -72,9 +72,9 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The usage of the active `snapshot` when the driver measures it its own way (btrfs:
     /// from its quota group, or against its parent); `None` to have the engine walk the
-    /// snapshot's directory.
-    fn usage(&self, layout: &Layout, snapshot: &Snapshot) -> Result<Option<Usage>> {
-        let _ = (layout, snapshot);
+    /// snapshot's directory. A walk gives up once `ctx` ends.
+    fn usage(&self, ctx: &Ctx, layout: &Layout, snapshot: &Snapshot) -> Result<Option<Usage>> {
+        let _ = (ctx, layout, snapshot);
         Ok(None)
     }
 

@@ -10,9 +10,14 @@ use strata_backend::btrfs::{Btrfs, BtrfsOptions, QuotaSetting};
 use strata_backend::limits::MAX_SIZE_LABEL;
 use strata_backend::{Engine, EngineOptions};
 use strata_core::snapshot::Labels;
-use strata_core::{Error, Kind, Snapshotter};
+use strata_core::{Ctx, Error, Kind, Snapshotter};
 use strata_sys::btrfs as sys;
 use strata_sys::testing::LoopBtrfs;
+
+/// The context of work no client waits on.
+fn bg() -> Ctx {
+    Ctx::background()
+}
 
 const MIB: u64 = 1 << 20;
 
@@ -39,7 +44,7 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
 
 /// The writable directory of an active snapshot: the source of its bind mount.
 fn prepare(e: &Engine<Btrfs>, key: &str, parent: &str, l: Labels) -> PathBuf {
-    let mounts = e.prepare(key, parent, l).unwrap();
+    let mounts = e.prepare(&bg(), key, parent, l).unwrap();
     assert_eq!(mounts[0].kind, "bind");
     assert!(mounts[0].options.contains(&"rw".to_string()));
     PathBuf::from(&mounts[0].source)
@@ -88,9 +93,9 @@ fn limits_are_enforced() {
     write_file(&defaulted.join("small"), 4 * MIB).unwrap_or(());
 
     // A malformed label is refused and nothing is created.
-    let bad = e.prepare("bad", "", labels(&[(MAX_SIZE_LABEL, "10G")]));
+    let bad = e.prepare(&bg(), "bad", "", labels(&[(MAX_SIZE_LABEL, "10G")]));
     assert!(matches!(bad, Err(Error::InvalidArgument(_))), "{bad:?}");
-    assert!(matches!(e.stat("bad"), Err(Error::NotFound { .. })));
+    assert!(matches!(e.stat(&bg(), "bad"), Err(Error::NotFound { .. })));
 }
 
 /// Update of the label moves the limit: raised, the writer may go on; removed, the
@@ -108,19 +113,19 @@ fn update_moves_the_limit() {
     let raised = (64 * MIB).to_string();
     let fields = vec![format!("labels.{MAX_SIZE_LABEL}")];
     let info = e
-        .update("c", &labels(&[(MAX_SIZE_LABEL, &raised)]), &fields)
+        .update(&bg(), "c", &labels(&[(MAX_SIZE_LABEL, &raised)]), &fields)
         .unwrap();
     assert_eq!(info.labels[MAX_SIZE_LABEL], raised);
     write_file(&dir.join("a"), 16 * MIB).unwrap();
 
-    let bad = e.update("c", &labels(&[(MAX_SIZE_LABEL, "lots")]), &fields);
+    let bad = e.update(&bg(), "c", &labels(&[(MAX_SIZE_LABEL, "lots")]), &fields);
     assert!(matches!(bad, Err(Error::InvalidArgument(_))), "{bad:?}");
-    assert_eq!(e.stat("c").unwrap().labels[MAX_SIZE_LABEL], raised);
+    assert_eq!(e.stat(&bg(), "c").unwrap().labels[MAX_SIZE_LABEL], raised);
     let id = sys::subvolume_id(&dir).unwrap();
     assert_eq!(sys::qgroup_limit(&dir, id).unwrap(), Some(64 * MIB));
 
     // Removing the label (an update that does not carry it) clears the limit.
-    e.update("c", &Labels::new(), &fields).unwrap();
+    e.update(&bg(), "c", &Labels::new(), &fields).unwrap();
     assert_eq!(sys::qgroup_limit(&dir, id).unwrap(), None);
     write_file(&dir.join("b"), 96 * MIB).unwrap();
 }
@@ -143,7 +148,8 @@ fn usage_matches_a_walk() {
         );
         let base = prepare(&e, "base-a", "", Labels::new());
         write_file(&base.join("shared"), 8 * MIB).unwrap();
-        e.commit("base", "base-a", Labels::new(), None).unwrap();
+        e.commit(&bg(), "base", "base-a", Labels::new(), None)
+            .unwrap();
         let dir = prepare(&e, "active", "base", Labels::new());
         std::fs::create_dir(dir.join("d")).unwrap();
         for i in 0..2000 {
@@ -151,7 +157,7 @@ fn usage_matches_a_walk() {
         }
         write_file(&dir.join("big"), 16 * MIB).unwrap();
         strata_sys::syncfs(&dir).unwrap();
-        let usage = e.usage("active").unwrap();
+        let usage = e.usage(&bg(), "active").unwrap();
         // The walk counts the whole tree, parent's files included: take them out.
         let walk = strata_sys::usage::disk_usage(&dir).unwrap().bytes
             - strata_sys::usage::disk_usage(&base).unwrap().bytes;
@@ -189,15 +195,15 @@ fn commit_view_remove() {
         let (e, _) = Engine::open(&root, driver, options).unwrap();
         let dir = prepare(&e, "a", "", Labels::new());
         std::fs::write(dir.join("f"), b"layer").unwrap();
-        e.commit("base", "a", Labels::new(), None).unwrap();
+        e.commit(&bg(), "base", "a", Labels::new(), None).unwrap();
         assert!(
             sys::is_readonly(&dir).unwrap(),
             "committed in place, read-only"
         );
         assert!(std::fs::write(dir.join("g"), b"x").is_err());
-        assert_eq!(e.stat("base").unwrap().kind, Kind::Committed);
+        assert_eq!(e.stat(&bg(), "base").unwrap().kind, Kind::Committed);
 
-        let view = e.view("v", "base", Labels::new()).unwrap();
+        let view = e.view(&bg(), "v", "base", Labels::new()).unwrap();
         assert_eq!(view[0].options, vec!["rbind", "ro"]);
         let vdir = PathBuf::from(&view[0].source);
         assert_ne!(vdir, dir, "a view has its own snapshot");
@@ -210,9 +216,9 @@ fn commit_view_remove() {
         assert_eq!(std::fs::read(dir.join("f")).unwrap(), b"layer");
 
         for key in ["v", "c", "base"] {
-            e.remove(key).unwrap();
+            e.remove(&bg(), key).unwrap();
         }
-        let report = e.cleanup().unwrap();
+        let report = e.cleanup(&bg()).unwrap();
         assert_eq!(report.directories, if sync_remove { 0 } else { 3 });
         let left: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().collect();
         assert!(left.is_empty(), "{left:?}");
@@ -251,7 +257,7 @@ fn recovery_of_half_made_subvolumes() {
     assert!(!snapshots.join("new-1234-0").exists());
     assert!(!sys::is_readonly(&dir).unwrap());
     std::fs::write(dir.join("g"), b"writable again").unwrap();
-    assert_eq!(e.cleanup().unwrap().directories, 1);
+    assert_eq!(e.cleanup(&bg()).unwrap().directories, 1);
     assert!(!snapshots.join("77").exists());
     // A new snapshot never reuses the orphan's id.
     let next = prepare(&e, "next", "", Labels::new());

@@ -13,7 +13,12 @@ use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Driver, Engine, EngineOptions};
 use strata_core::snapshot::Labels;
-use strata_core::{Error, Filter, Kind, Snapshotter};
+use strata_core::{Ctx, Error, Filter, Kind, Snapshotter};
+
+/// The context of work no client waits on.
+fn bg() -> Ctx {
+    Ctx::background()
+}
 
 /// The model: containerd's rules, and nothing else.
 #[derive(Debug, Default)]
@@ -151,23 +156,23 @@ impl Model {
 
 fn run(engine: &dyn Snapshotter, op: &Op) -> Answer {
     let answer = match op {
-        Op::Prepare(k, p, l) => engine.prepare(k, p, l.clone()).map(|_| Answer::Ok),
-        Op::View(k, p) => engine.view(k, p, Labels::new()).map(|_| Answer::Ok),
+        Op::Prepare(k, p, l) => engine.prepare(&bg(), k, p, l.clone()).map(|_| Answer::Ok),
+        Op::View(k, p) => engine.view(&bg(), k, p, Labels::new()).map(|_| Answer::Ok),
         Op::Commit(name, key, labels) => engine
-            .commit(name, key, labels.clone(), None)
+            .commit(&bg(), name, key, labels.clone(), None)
             .map(|_| Answer::Ok),
-        Op::Remove(key) => engine.remove(key).map(|_| Answer::Ok),
+        Op::Remove(key) => engine.remove(&bg(), key).map(|_| Answer::Ok),
         Op::Stat(key) => engine
-            .stat(key)
+            .stat(&bg(), key)
             .map(|i| Answer::Info(i.kind, i.parent, i.labels)),
         Op::Update(key, labels, paths) => engine
-            .update(key, labels, paths)
+            .update(&bg(), key, labels, paths)
             .map(|i| Answer::Info(i.kind, i.parent, i.labels)),
         Op::List(filter) => {
             let filter = Filter::parse(filter).expect("generated filters are valid");
             let mut names = Vec::new();
             engine
-                .walk(&filter, &mut |info| {
+                .walk(&bg(), &filter, &mut |info| {
                     names.push(info.name);
                     Ok(())
                 })
@@ -236,7 +241,7 @@ fn check_in<D: Driver>(base: &Path, driver: D, ops: &[Op]) -> Result<(), TestCas
     }
     // The census a metrics scrape reads agrees with the model, and its committed usage with
     // the figures Usage answers one by one.
-    let census = engine.census().unwrap();
+    let census = engine.census(&bg()).unwrap();
     let of_kind = |kind: Kind| {
         model
             .snapshots
@@ -249,10 +254,10 @@ fn check_in<D: Driver>(base: &Path, driver: D, ops: &[Op]) -> Result<(), TestCas
     prop_assert_eq!(census.committed as usize, of_kind(Kind::Committed).count());
     let mut stored = strata_core::Usage::default();
     for name in of_kind(Kind::Committed) {
-        stored.add(engine.usage(&name).unwrap());
+        stored.add(engine.usage(&bg(), &name).unwrap());
     }
     prop_assert_eq!(census.committed_usage, stored);
-    let report = engine.cleanup().unwrap();
+    let report = engine.cleanup(&bg()).unwrap();
     prop_assert!(report.directories as usize <= ops.len());
     Ok(())
 }

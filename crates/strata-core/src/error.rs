@@ -56,10 +56,13 @@ pub enum Error {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The client cancelled the request or its deadline passed; nothing was changed. gRPC
-    /// `Cancelled`.
-    #[error("request cancelled by the client or its deadline")]
+    /// The client cancelled the request; nothing was changed. gRPC `Cancelled`.
+    #[error("request cancelled by the client")]
     Cancelled,
+    /// The request's deadline passed before it could change anything. gRPC
+    /// `DeadlineExceeded`.
+    #[error("request deadline exceeded")]
+    DeadlineExceeded,
     /// The daemon is shutting down or the backend was closed. gRPC `Unavailable`.
     #[error("snapshotter is closed")]
     Closed,

@@ -2,7 +2,7 @@
 //! answers with. Nothing here knows about gRPC, redb or the filesystem.
 #![forbid(unsafe_code)]
 
-pub mod cancel;
+pub mod context;
 pub mod crash;
 pub mod error;
 pub mod filter;
@@ -10,6 +10,7 @@ pub mod labels;
 pub mod snapshot;
 pub mod snapshotter;
 
+pub use context::{Canceller, Ctx};
 pub use error::{Error, Result};
 pub use filter::Filter;
 pub use snapshot::{Info, Kind, Mount, Usage};

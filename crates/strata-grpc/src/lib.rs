@@ -14,6 +14,7 @@
 
 pub mod backends;
 pub mod client;
+mod context;
 pub mod convert;
 pub mod metrics;
 pub mod server;

@@ -6,13 +6,13 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_core::cancel::Cancel;
-use strata_core::{Error, Filter, Snapshotter};
+use strata_core::{Ctx, Error, Filter, Snapshotter};
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
 use tonic::{Request, Response, Status};
 
 use crate::backends::Backends;
+use crate::context::{self, request_context};
 use crate::convert;
 use crate::metrics::Metrics;
 use crate::proto::snapshots as pb;
@@ -26,26 +26,6 @@ pub use tonic::transport::Error as TransportError;
 /// messages (a few hundred KiB, far below gRPC's 4 MiB default limit) halve the per-message
 /// overhead of a long listing.
 const LIST_BATCH: usize = 500;
-
-/// Fires its token when dropped before the work finished (the client went away or the
-/// deadline passed: tonic drops the handler's future).
-struct CancelOnDrop {
-    token: Cancel,
-    op: &'static str,
-    finished: bool,
-}
-
-impl Drop for CancelOnDrop {
-    fn drop(&mut self) {
-        if !self.finished {
-            self.token.cancel();
-            tracing::debug!(
-                op = self.op,
-                "request abandoned by the client or its deadline; cancelling"
-            );
-        }
-    }
-}
 
 /// Where a request's snapshotter call runs.
 #[derive(Debug, Clone, Copy)]
@@ -79,12 +59,13 @@ impl SnapshotService {
     /// level and its failure at warn level, and recording both in the metrics.
     async fn run<T: Send + 'static>(
         &self,
+        deadline: Option<Instant>,
         op: &'static str,
         snapshotter: &str,
         key: &str,
-        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+        f: impl FnOnce(&dyn Snapshotter, &Ctx) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
-        self.run_with(Dispatch::Blocking, op, snapshotter, key, f)
+        self.run_with(Dispatch::Blocking, deadline, op, snapshotter, key, f)
             .await
     }
 
@@ -93,22 +74,24 @@ impl SnapshotService {
     /// sparing two thread hand-offs that would cost more than the work.
     async fn run_inline<T: Send + 'static>(
         &self,
+        deadline: Option<Instant>,
         op: &'static str,
         snapshotter: &str,
         key: &str,
-        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+        f: impl FnOnce(&dyn Snapshotter, &Ctx) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
-        self.run_with(Dispatch::Inline, op, snapshotter, key, f)
+        self.run_with(Dispatch::Inline, deadline, op, snapshotter, key, f)
             .await
     }
 
     async fn run_with<T: Send + 'static>(
         &self,
         dispatch: Dispatch,
+        deadline: Option<Instant>,
         op: &'static str,
         snapshotter: &str,
         key: &str,
-        f: impl FnOnce(&dyn Snapshotter) -> Result<T, Error> + Send + 'static,
+        f: impl FnOnce(&dyn Snapshotter, &Ctx) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Status> {
         let backend = self.backends.get(snapshotter).map_err(|e| {
             let status = to_status(&e);
@@ -117,21 +100,16 @@ impl SnapshotService {
         })?;
         let backend_name = backend.name().to_owned();
         let start = Instant::now();
-        // Dropped with this future: when the client cancels or the deadline passes, tonic
-        // drops the handler and the blocking work sees the token fire.
-        let mut cancel = CancelOnDrop {
-            token: Cancel::new(),
-            op,
-            finished: false,
-        };
-        let token = cancel.token.clone();
+        // The guard is dropped with this future: when the client cancels or the deadline
+        // passes, tonic drops the handler and the blocking work sees `ctx` end.
+        let (ctx, guard) = request_context(deadline, op);
         let result = match dispatch {
-            Dispatch::Inline => Ok(token.run(|| f(&*backend))),
-            Dispatch::Blocking => tokio::task::spawn_blocking(move || token.run(|| f(&*backend)))
+            Dispatch::Inline => Ok(f(&*backend, &ctx)),
+            Dispatch::Blocking => tokio::task::spawn_blocking(move || f(&*backend, &ctx))
                 .await
                 .map_err(|e| Status::internal(format!("{op} handler panicked: {e}"))),
         };
-        cancel.finished = true;
+        guard.finish();
         let code = match &result {
             Ok(Ok(_)) => None,
             Ok(Err(e)) => Some(to_status(e).code()),
@@ -165,12 +143,17 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::PrepareSnapshotRequest>,
     ) -> Result<Response<pb::PrepareSnapshotResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let (key, parent, labels) = (r.key.clone(), r.parent, r.labels);
         let mounts = self
-            .run("prepare", &r.snapshotter, &r.key, move |s| {
-                s.prepare(&key, &parent, labels)
-            })
+            .run(
+                deadline,
+                "prepare",
+                &r.snapshotter,
+                &r.key,
+                move |s, ctx| s.prepare(ctx, &key, &parent, labels),
+            )
             .await?;
         Ok(Response::new(pb::PrepareSnapshotResponse {
             mounts: convert::mounts_to_wire(mounts),
@@ -181,11 +164,12 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::ViewSnapshotRequest>,
     ) -> Result<Response<pb::ViewSnapshotResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let (key, parent, labels) = (r.key.clone(), r.parent, r.labels);
         let mounts = self
-            .run("view", &r.snapshotter, &r.key, move |s| {
-                s.view(&key, &parent, labels)
+            .run(deadline, "view", &r.snapshotter, &r.key, move |s, ctx| {
+                s.view(ctx, &key, &parent, labels)
             })
             .await?;
         Ok(Response::new(pb::ViewSnapshotResponse {
@@ -197,10 +181,13 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::MountsRequest>,
     ) -> Result<Response<pb::MountsResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let key = r.key.clone();
         let mounts = self
-            .run_inline("mounts", &r.snapshotter, &r.key, move |s| s.mounts(&key))
+            .run_inline(deadline, "mounts", &r.snapshotter, &r.key, move |s, ctx| {
+                s.mounts(ctx, &key)
+            })
             .await?;
         Ok(Response::new(pb::MountsResponse {
             mounts: convert::mounts_to_wire(mounts),
@@ -211,11 +198,12 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::CommitSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let (name, key, labels) = (r.name, r.key.clone(), r.labels);
         let parent = Some(r.parent).filter(|p| !p.is_empty());
-        self.run("commit", &r.snapshotter, &r.key, move |s| {
-            s.commit(&name, &key, labels, parent.as_deref())
+        self.run(deadline, "commit", &r.snapshotter, &r.key, move |s, ctx| {
+            s.commit(ctx, &name, &key, labels, parent.as_deref())
         })
         .await?;
         Ok(Response::new(()))
@@ -225,10 +213,13 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::RemoveSnapshotRequest>,
     ) -> Result<Response<()>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let key = r.key.clone();
-        self.run("remove", &r.snapshotter, &r.key, move |s| s.remove(&key))
-            .await?;
+        self.run(deadline, "remove", &r.snapshotter, &r.key, move |s, ctx| {
+            s.remove(ctx, &key)
+        })
+        .await?;
         Ok(Response::new(()))
     }
 
@@ -236,10 +227,13 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::StatSnapshotRequest>,
     ) -> Result<Response<pb::StatSnapshotResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let key = r.key.clone();
         let info = self
-            .run_inline("stat", &r.snapshotter, &r.key, move |s| s.stat(&key))
+            .run_inline(deadline, "stat", &r.snapshotter, &r.key, move |s, ctx| {
+                s.stat(ctx, &key)
+            })
             .await?;
         Ok(Response::new(pb::StatSnapshotResponse {
             info: Some(convert::info_to_wire(info)),
@@ -250,6 +244,7 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::UpdateSnapshotRequest>,
     ) -> Result<Response<pb::UpdateSnapshotResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let info = r
             .info
@@ -258,9 +253,13 @@ impl Snapshots for SnapshotService {
         let key = info.name.clone();
         let labels = info.labels;
         let info = self
-            .run("update", &r.snapshotter, &info.name, move |s| {
-                s.update(&key, &labels, &paths)
-            })
+            .run(
+                deadline,
+                "update",
+                &r.snapshotter,
+                &info.name,
+                move |s, ctx| s.update(ctx, &key, &labels, &paths),
+            )
             .await?;
         Ok(Response::new(pb::UpdateSnapshotResponse {
             info: Some(convert::info_to_wire(info)),
@@ -273,6 +272,7 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::ListSnapshotsRequest>,
     ) -> Result<Response<Self::ListStream>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let metrics = Arc::clone(&self.metrics);
         let refused = |status: Status| {
@@ -287,9 +287,15 @@ impl Snapshots for SnapshotService {
             Filter::parse_all(&r.filters).map_err(|e| refused(to_status(&Error::from(e))))?;
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let start = Instant::now();
+        // No drop guard: this handler returns at once. A client that goes away is seen when
+        // the next batch cannot be sent.
+        let ctx = match deadline {
+            Some(d) => Ctx::background().with_deadline(d),
+            None => Ctx::background(),
+        };
         tokio::task::spawn_blocking(move || {
             let mut batch = Vec::with_capacity(LIST_BATCH);
-            let result = backend.walk(&filter, &mut |info| {
+            let result = backend.walk(&ctx, &filter, &mut |info| {
                 batch.push(convert::info_to_wire(info));
                 if batch.len() == LIST_BATCH {
                     let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
@@ -320,13 +326,14 @@ impl Snapshots for SnapshotService {
         &self,
         request: Request<pb::UsageRequest>,
     ) -> Result<Response<pb::UsageResponse>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         // A committed snapshot's usage is a metadata read: answer it here. Only an active
         // snapshot's walk goes to the blocking pool.
         let key = r.key.clone();
         if let Some(usage) = self
-            .run_inline("usage", &r.snapshotter, &r.key, move |s| {
-                s.recorded_usage(&key)
+            .run_inline(deadline, "usage", &r.snapshotter, &r.key, move |s, ctx| {
+                s.recorded_usage(ctx, &key)
             })
             .await?
         {
@@ -335,20 +342,27 @@ impl Snapshots for SnapshotService {
         let key = r.key.clone();
         let metrics = Arc::clone(&self.metrics);
         let usage = self
-            .run("usage-walk", &r.snapshotter, &r.key, move |s| {
-                let usage = s.usage(&key)?;
-                metrics.usage_measured(s.name(), &key, usage);
-                Ok(usage)
-            })
+            .run(
+                deadline,
+                "usage-walk",
+                &r.snapshotter,
+                &r.key,
+                move |s, ctx| {
+                    let usage = s.usage(ctx, &key)?;
+                    metrics.usage_measured(s.name(), &key, usage);
+                    Ok(usage)
+                },
+            )
             .await?;
         Ok(Response::new(convert::usage_to_wire(usage)))
     }
 
     async fn cleanup(&self, request: Request<pb::CleanupRequest>) -> Result<Response<()>, Status> {
+        let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let metrics = Arc::clone(&self.metrics);
-        self.run("cleanup", &r.snapshotter, "", move |s| {
-            let report = s.cleanup()?;
+        self.run(deadline, "cleanup", &r.snapshotter, "", move |s, ctx| {
+            let report = s.cleanup(ctx)?;
             metrics.cleanup_done(s.name(), &report);
             Ok(report)
         })

@@ -12,6 +12,7 @@ pub fn to_status(error: &Error) -> Status {
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
         Error::InvalidArgument(_) | Error::Filter(_) => Code::InvalidArgument,
         Error::Cancelled => Code::Cancelled,
+        Error::DeadlineExceeded => Code::DeadlineExceeded,
         Error::Closed => Code::Unavailable,
         Error::Io { source, .. } if source.raw_os_error() == Some(28) => Code::ResourceExhausted,
         Error::Io { .. } | Error::Store(_) => Code::Internal,
@@ -64,6 +65,7 @@ mod tests {
             (Error::InvalidArgument("i".into()), Code::InvalidArgument),
             (Error::Closed, Code::Unavailable),
             (Error::Cancelled, Code::Cancelled),
+            (Error::DeadlineExceeded, Code::DeadlineExceeded),
             (
                 Error::io("mkdir", "/x", std::io::Error::from_raw_os_error(28)),
                 Code::ResourceExhausted,

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
-use strata_core::{Error, Result, crash};
+use strata_core::{Ctx, Error, Result, crash};
 
 use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
 use crate::tx::{ReadTx, StoreContext, WriteTx};
@@ -144,11 +144,12 @@ impl Store {
     }
 
     /// Runs `f` in a read transaction: a consistent snapshot of the store that concurrent
-    /// writes do not disturb.
-    pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
+    /// writes do not disturb. Fails with `ctx`'s error, reading nothing, once `ctx` has ended.
+    pub fn read<T>(&self, ctx: &Ctx, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
+        ctx.check()?;
         let txn = self.db.begin_read().store("starting read transaction")?;
         f(&ReadTx::new(txn))
     }
@@ -166,14 +167,20 @@ impl Store {
     /// write, and callers do their own fallible work (like renaming a directory into place)
     /// between a method's check and its write. Should an operation fail after writing, the
     /// whole batch is rolled back and every caller in it told so.
+    ///
+    /// `ctx` is checked right before `f` runs in its batch: an operation whose request was
+    /// cancelled, or whose deadline passed, while it waited fails with that error and writes
+    /// nothing. No caller has to remember to check.
     pub fn write<T: Send + 'static>(
         &self,
+        ctx: &Ctx,
         f: impl FnOnce(&mut WriteTx<'_>) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<T>>(1);
+        let ctx = ctx.clone();
         let job: Job = Box::new(move |tx| {
             let result = match tx {
-                Ok(tx) => {
+                Ok(tx) => ctx.check().and_then(|()| {
                     tx.wrote = false;
                     let result = f(tx);
                     if let Err(e) = &result
@@ -183,7 +190,7 @@ impl Store {
                         tx.poison();
                     }
                     result
-                }
+                }),
                 Err(reason) => Err(Error::Store(reason.to_owned())),
             };
             Box::new(move |commit_error: Option<&str>| {

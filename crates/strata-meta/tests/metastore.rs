@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use strata_core::snapshot::Labels;
-use strata_core::{Error, Filter, Kind, Usage};
+use strata_core::{Ctx, Error, Filter, Kind, Usage};
 use strata_meta::{Snapshot, Store};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -23,7 +23,7 @@ fn open() -> (tempfile::TempDir, Store) {
 
 fn create(store: &Store, kind: Kind, key: &str, parent: &str) -> Result<Snapshot, Error> {
     let (key, parent) = (key.to_owned(), parent.to_owned());
-    store.write(move |tx| {
+    store.write(&Ctx::background(), move |tx| {
         let plan = tx.plan_create(kind, &key, &parent)?;
         tx.create(plan, labels(&[("origin", &key)]))
     })
@@ -31,7 +31,7 @@ fn create(store: &Store, kind: Kind, key: &str, parent: &str) -> Result<Snapshot
 
 fn commit(store: &Store, key: &str, name: &str, parent: Option<&str>) -> Result<u64, Error> {
     let (key, name, parent) = (key.to_owned(), name.to_owned(), parent.map(str::to_owned));
-    store.write(move |tx| {
+    store.write(&Ctx::background(), move |tx| {
         tx.commit(
             &key,
             &name,
@@ -45,7 +45,7 @@ fn commit(store: &Store, key: &str, name: &str, parent: Option<&str>) -> Result<
 
 fn remove(store: &Store, key: &str) -> Result<(), Error> {
     let key = key.to_owned();
-    store.write(move |tx| tx.remove(&key).map(|_| ()))
+    store.write(&Ctx::background(), move |tx| tx.remove(&key).map(|_| ()))
 }
 
 /// containerd's `basePopulate`: two committed layers, actives and views on them.
@@ -76,7 +76,7 @@ fn get_info() {
         ("view-2", Kind::View, "committed-2"),
     ];
     for (key, kind, parent) in cases {
-        let info = store.read(|tx| tx.stat(key)).unwrap();
+        let info = store.read(&Ctx::background(), |tx| tx.stat(key)).unwrap();
         assert_eq!(
             (info.name.as_str(), info.kind, info.parent.as_str()),
             (key, kind, parent)
@@ -89,13 +89,16 @@ fn get_info() {
     // Commit replaces labels; actives keep theirs.
     assert!(
         store
-            .read(|tx| tx.stat("committed-1"))
+            .read(&Ctx::background(), |tx| tx.stat("committed-1"))
             .unwrap()
             .labels
             .is_empty()
     );
     assert_eq!(
-        store.read(|tx| tx.stat("active-1")).unwrap().labels,
+        store
+            .read(&Ctx::background(), |tx| tx.stat("active-1"))
+            .unwrap()
+            .labels,
         labels(&[("origin", "active-1")])
     );
 }
@@ -105,12 +108,12 @@ fn get_info() {
 fn get_info_not_exist() {
     let (_d, store) = open();
     assert!(matches!(
-        store.read(|tx| tx.stat("active-not-exist")),
+        store.read(&Ctx::background(), |tx| tx.stat("active-not-exist")),
         Err(Error::NotFound { .. })
     ));
     populate(&store);
     assert!(matches!(
-        store.read(|tx| tx.stat("active-not-exist")),
+        store.read(&Ctx::background(), |tx| tx.stat("active-not-exist")),
         Err(Error::NotFound { .. })
     ));
 }
@@ -124,7 +127,7 @@ fn walk() {
         let filter = Filter::parse_all(filters).unwrap();
         let mut names = Vec::new();
         store
-            .read(|tx| {
+            .read(&Ctx::background(), |tx| {
                 tx.walk(&filter, &mut |info| {
                     names.push(info.name);
                     Ok(())
@@ -163,7 +166,7 @@ fn walk_by_label_uses_index_consistently() {
         let filter = Filter::parse(filter).unwrap();
         let mut names = Vec::new();
         store
-            .read(|tx| {
+            .read(&Ctx::background(), |tx| {
                 tx.walk(&filter, &mut |info| {
                     names.push(info.name);
                     Ok(())
@@ -178,7 +181,7 @@ fn walk_by_label_uses_index_consistently() {
         ["active-2"]
     );
     store
-        .write(|tx| {
+        .write(&Ctx::background(), |tx| {
             tx.update(
                 "active-2",
                 &labels(&[("origin", "moved")]),
@@ -208,12 +211,20 @@ fn get_snapshot_parent_ids() {
     commit(&store, "b", "B", None).unwrap();
     let top = create(&store, Kind::View, "c", "B").unwrap();
     assert_eq!(top.parent_ids, vec![mid.id, base.id]);
-    let again = store.read(|tx| tx.snapshot("c")).unwrap();
+    let again = store
+        .read(&Ctx::background(), |tx| tx.snapshot("c"))
+        .unwrap();
     assert_eq!(again, top);
     // Commit keeps the id.
-    assert_eq!(store.read(|tx| tx.snapshot("B")).unwrap().id, mid.id);
+    assert_eq!(
+        store
+            .read(&Ctx::background(), |tx| tx.snapshot("B"))
+            .unwrap()
+            .id,
+        mid.id
+    );
     assert!(matches!(
-        store.read(|tx| tx.snapshot("nope")),
+        store.read(&Ctx::background(), |tx| tx.snapshot("nope")),
         Err(Error::NotFound { .. })
     ));
 }
@@ -249,7 +260,10 @@ fn create_errors() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(
-        matches!(store.read(|tx| tx.stat("x")), Err(Error::NotFound { .. })),
+        matches!(
+            store.read(&Ctx::background(), |tx| tx.stat("x")),
+            Err(Error::NotFound { .. })
+        ),
         "nothing written"
     );
 }
@@ -261,10 +275,10 @@ fn commit_moves_record() {
     let active = create(&store, Kind::Active, "k", "").unwrap();
     assert_eq!(commit(&store, "k", "n", None).unwrap(), active.id);
     assert!(matches!(
-        store.read(|tx| tx.stat("k")),
+        store.read(&Ctx::background(), |tx| tx.stat("k")),
         Err(Error::NotFound { .. })
     ));
-    let record = store.read(|tx| tx.get("n")).unwrap();
+    let record = store.read(&Ctx::background(), |tx| tx.get("n")).unwrap();
     assert_eq!((record.id, record.kind), (active.id, Kind::Committed));
     assert_eq!(record.usage, Some(Usage { size: 8, inodes: 2 }));
     create(&store, Kind::Active, "k", "n").expect("key reusable after commit");
@@ -292,7 +306,10 @@ fn commit_errors() {
         Err(Error::FailedPrecondition(_))
     ));
     assert_eq!(
-        store.read(|tx| tx.stat("active-1")).unwrap().kind,
+        store
+            .read(&Ctx::background(), |tx| tx.stat("active-1"))
+            .unwrap()
+            .kind,
         Kind::Active,
         "unchanged"
     );
@@ -319,10 +336,17 @@ fn commit_rebase() {
     ));
     commit(&store, "active-1", "rebased", Some("committed-2")).expect("none → committed");
     assert_eq!(
-        store.read(|tx| tx.stat("rebased")).unwrap().parent,
+        store
+            .read(&Ctx::background(), |tx| tx.stat("rebased"))
+            .unwrap()
+            .parent,
         "committed-2"
     );
-    assert!(store.read(|tx| tx.has_children("committed-2")).unwrap());
+    assert!(
+        store
+            .read(&Ctx::background(), |tx| tx.has_children("committed-2"))
+            .unwrap()
+    );
     assert!(matches!(
         remove(&store, "committed-2"),
         Err(Error::FailedPrecondition(_))
@@ -354,7 +378,7 @@ fn remove_rules() {
     for key in ["active-3", "view-2", "committed-2", "committed-1"] {
         remove(&store, key).unwrap();
     }
-    let ids = store.read(|tx| tx.ids()).unwrap();
+    let ids = store.read(&Ctx::background(), |tx| tx.ids()).unwrap();
     assert_eq!(ids.len(), 2, "active-1 and view-1 remain");
     create(&store, Kind::Active, "committed-1", "").expect("key reusable after remove");
 }
@@ -365,22 +389,31 @@ fn remove_rules() {
 fn update_labels() {
     let (_d, store) = open();
     create(&store, Kind::Active, "a", "").unwrap();
-    let before = store.read(|tx| tx.stat("a")).unwrap();
+    let before = store.read(&Ctx::background(), |tx| tx.stat("a")).unwrap();
     let after = store
-        .write(|tx| tx.update("a", &labels(&[("x", "1")]), &[]))
+        .write(&Ctx::background(), |tx| {
+            tx.update("a", &labels(&[("x", "1")]), &[])
+        })
         .unwrap();
     assert_eq!(after.labels, labels(&[("x", "1")]));
     assert_eq!(after.created, before.created);
     assert!(after.updated > before.updated);
     assert!(matches!(
-        store.write(|tx| tx.update("a", &Labels::new(), &["parent".into()])),
+        store.write(&Ctx::background(), |tx| tx.update(
+            "a",
+            &Labels::new(),
+            &["parent".into()]
+        )),
         Err(Error::InvalidArgument(_))
     ));
     assert!(matches!(
-        store.write(|tx| tx.update("b", &Labels::new(), &[])),
+        store.write(&Ctx::background(), |tx| tx.update("b", &Labels::new(), &[])),
         Err(Error::NotFound { .. })
     ));
-    assert_eq!(store.read(|tx| tx.stat("a")).unwrap(), after);
+    assert_eq!(
+        store.read(&Ctx::background(), |tx| tx.stat("a")).unwrap(),
+        after
+    );
 }
 
 /// Ids are never reused, even after removes and a reopen.
@@ -397,7 +430,9 @@ fn ids_are_not_reused() {
     let store = Store::open(&path).unwrap();
     let second = create(&store, Kind::Active, "a", "").unwrap();
     assert!(second.id > first);
-    store.write(|tx| tx.reserve_ids_below(100)).unwrap();
+    store
+        .write(&Ctx::background(), |tx| tx.reserve_ids_below(100))
+        .unwrap();
     assert_eq!(create(&store, Kind::Active, "b", "").unwrap().id, 100);
 }
 
@@ -431,14 +466,17 @@ fn concurrent_writers_are_all_durable() {
     assert_eq!(ids.len(), 400);
     drop(store);
     let store = Store::open(&path).unwrap();
-    assert_eq!(store.read(|tx| tx.ids()).unwrap().len(), 400);
+    assert_eq!(
+        store.read(&Ctx::background(), |tx| tx.ids()).unwrap().len(),
+        400
+    );
 }
 
 /// An operation that fails after writing aborts its whole batch: nothing of it lands.
 #[test]
 fn failure_after_write_rolls_back() {
     let (_d, store) = open();
-    let result: Result<u64, Error> = store.write(|tx| {
+    let result: Result<u64, Error> = store.write(&Ctx::background(), |tx| {
         let plan = tx.plan_create(Kind::Active, "half", "")?;
         let id = plan.id;
         tx.create(plan, Labels::new())?;
@@ -448,7 +486,7 @@ fn failure_after_write_rolls_back() {
     });
     let message = result.unwrap_err().to_string();
     assert!(matches!(
-        store.read(|tx| tx.stat("half")),
+        store.read(&Ctx::background(), |tx| tx.stat("half")),
         Err(Error::NotFound { .. })
     ));
     let next = create(&store, Kind::Active, "next", "").expect("the store carries on");
@@ -499,7 +537,10 @@ fn closed_store_refuses() {
     let (_d, store) = open();
     store.close();
     store.close();
-    assert!(matches!(store.read(|tx| tx.ids()), Err(Error::Closed)));
+    assert!(matches!(
+        store.read(&Ctx::background(), |tx| tx.ids()),
+        Err(Error::Closed)
+    ));
     assert!(matches!(
         create(&store, Kind::Active, "a", ""),
         Err(Error::Closed)
@@ -520,7 +561,9 @@ fn write_schema_v1_fixture() {
     let store = Store::open(&path).unwrap();
     populate(&store);
     store
-        .write(|tx| tx.update("committed-2", &labels(&[("team", "storage")]), &[]))
+        .write(&Ctx::background(), |tx| {
+            tx.update("committed-2", &labels(&[("team", "storage")]), &[])
+        })
         .unwrap();
 }
 
@@ -535,20 +578,26 @@ fn reads_a_schema_v1_store() {
     let path = dir.path().join("copy.redb");
     std::fs::copy(&fixture, &path).unwrap();
     let store = Store::open(&path).unwrap();
-    let info = store.read(|tx| tx.stat("committed-2")).unwrap();
+    let info = store
+        .read(&Ctx::background(), |tx| tx.stat("committed-2"))
+        .unwrap();
     assert_eq!(
         (info.kind, info.parent.as_str()),
         (Kind::Committed, "committed-1")
     );
     assert_eq!(info.labels, labels(&[("team", "storage")]));
-    let record = store.read(|tx| tx.get("committed-1")).unwrap();
+    let record = store
+        .read(&Ctx::background(), |tx| tx.get("committed-1"))
+        .unwrap();
     assert_eq!(record.usage, Some(Usage { size: 8, inodes: 2 }));
-    let chain = store.read(|tx| tx.snapshot("active-3")).unwrap();
+    let chain = store
+        .read(&Ctx::background(), |tx| tx.snapshot("active-3"))
+        .unwrap();
     assert_eq!(chain.parent_ids.len(), 2);
     let filter = Filter::parse("labels.team==storage").unwrap();
     let mut found = Vec::new();
     store
-        .read(|tx| {
+        .read(&Ctx::background(), |tx| {
             tx.walk(&filter, &mut |info| {
                 found.push(info.name);
                 Ok(())
@@ -565,12 +614,68 @@ fn reads_a_schema_v1_store() {
 fn a_panicking_operation_does_not_wedge_the_store() {
     let (_d, store) = open();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let _: Result<(), Error> = store.write(|_| panic!("simulated bug in an operation"));
+        let _: Result<(), Error> = store.write(&Ctx::background(), |_| {
+            panic!("simulated bug in an operation")
+        });
     }));
     assert!(result.is_err());
     create(&store, Kind::Active, "after", "").expect("the store still takes writes");
     assert_eq!(
-        store.read(|tx| tx.stat("after")).unwrap().kind,
+        store
+            .read(&Ctx::background(), |tx| tx.stat("after"))
+            .unwrap()
+            .kind,
         Kind::Active
     );
+}
+
+/// The context is checked when an operation's turn comes in its batch, not only when it is
+/// queued: a write whose request is cancelled while it waits behind another batch writes
+/// nothing and answers `Cancelled`; a read whose deadline has passed reads nothing.
+#[test]
+fn ended_context_writes_nothing() {
+    let (_dir, store) = open();
+    let store = Arc::new(store);
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let leader = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store.write(&Ctx::background(), move |tx| {
+                started_tx.send(()).unwrap();
+                hold_rx.recv().unwrap();
+                let plan = tx.plan_create(Kind::Active, "first", "")?;
+                tx.create(plan, Labels::new())
+            })
+        })
+    };
+    started_rx.recv().unwrap();
+    let (ctx, cancel) = Ctx::with_cancel();
+    let waiting = {
+        let store = Arc::clone(&store);
+        std::thread::spawn(move || {
+            store.write(&ctx, |tx| {
+                let plan = tx.plan_create(Kind::Active, "second", "")?;
+                tx.create(plan, Labels::new())
+            })
+        })
+    };
+    // Give the second write time to queue behind the held batch (if it has not, it sees
+    // the cancellation anyway: the test then proves less, but cannot fail wrongly).
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    cancel.cancel();
+    hold_tx.send(()).unwrap();
+    leader.join().unwrap().unwrap();
+    assert!(matches!(waiting.join().unwrap(), Err(Error::Cancelled)));
+    let bg = Ctx::background();
+    assert!(store.read(&bg, |tx| tx.stat("first")).is_ok());
+    assert!(matches!(
+        store.read(&bg, |tx| tx.stat("second")),
+        Err(Error::NotFound { .. })
+    ));
+    let expired = Ctx::background().with_deadline(std::time::Instant::now());
+    assert!(matches!(
+        store.read(&expired, |tx| tx.ids()),
+        Err(Error::DeadlineExceeded)
+    ));
 }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use strata_backend::{Entry, Layout};
-use strata_core::{Kind, Usage};
+use strata_core::{Ctx, Kind, Usage};
 use strata_meta::{Record, Store};
 use strata_sys::lock::RootLock;
 use strata_sys::usage::disk_usage;
@@ -482,7 +482,7 @@ fn check_backend(name: &str, dir: &Path, repair: bool) -> Result<BackendReport, 
     let store = Store::open(&layout.metadata()).map_err(store_err)?;
     let mut records: BTreeMap<String, Record> = BTreeMap::new();
     store
-        .read(|tx| {
+        .read(&Ctx::background(), |tx| {
             tx.for_each(&mut |key, record| {
                 records.insert(key.to_owned(), record);
                 Ok(())
@@ -667,7 +667,7 @@ fn fix(
                 },
             );
             store
-                .write(move |tx| tx.set_usage(&k, usage))
+                .write(&Ctx::background(), move |tx| tx.set_usage(&k, usage))
                 .map_err(|source| FsckError::Store {
                     backend: backend.to_owned(),
                     source,
@@ -686,7 +686,7 @@ fn fix(
             }
             // The store's own remove checks its parents index once more.
             let k = key.clone();
-            match store.write(move |tx| tx.remove(&k).map(|_| ())) {
+            match store.write(&Ctx::background(), move |tx| tx.remove(&k).map(|_| ())) {
                 Ok(()) => Fix::Done(format!(
                     "removed the record of {key:?}; containerd will find it gone (NotFound) and \
                      recreate it if it still needs it"

@@ -64,7 +64,10 @@ async fn layer(d: &Daemon, name: &str, parent: &str, file: &str) {
 /// The id (directory name) of snapshot `key`, read from the stopped daemon's store.
 fn id_of(d: &Daemon, backend: &str, key: &str) -> u64 {
     let store = strata_meta::Store::open(&d.root.join(backend).join("metadata.redb")).unwrap();
-    let id = store.read(|tx| tx.get(key)).unwrap().id;
+    let id = store
+        .read(&strata_core::Ctx::background(), |tx| tx.get(key))
+        .unwrap()
+        .id;
     store.close();
     id
 }
@@ -250,7 +253,9 @@ async fn broken_parent_link_is_left_alone() {
     let mid = id_of(&d, "native", "mid");
     let store = strata_meta::Store::open(&d.root.join("native/metadata.redb")).unwrap();
     store
-        .write(|tx| tx.remove_unchecked("mid").map(|_| ()))
+        .write(&strata_core::Ctx::background(), |tx| {
+            tx.remove_unchecked("mid").map(|_| ())
+        })
         .unwrap();
     store.close();
     drop(store);

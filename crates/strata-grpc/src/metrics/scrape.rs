@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use strata_core::{Census, Kind, Usage};
+use strata_core::{Census, Ctx, Kind, Usage};
 
 use super::registry::{Measured, Metrics};
 use super::text::{escape, family};
@@ -37,7 +37,7 @@ pub fn render(metrics: &Metrics, backends: &Backends) -> String {
         .iter()
         .filter_map(|backend| {
             let name = backend.name();
-            match backend.census() {
+            match backend.census(&Ctx::background()) {
                 Ok(census) => Some(Figures {
                     backend: name.to_owned(),
                     active: metrics.active_usage(name, &census.active),

@@ -190,7 +190,11 @@ impl Daemon {
         assert!(self.child.is_none(), "stop the daemon first");
         let root = self.root.join(backend);
         let store = strata_meta::Store::open(&root.join("metadata.redb")).expect("open store");
-        let mut ids: Vec<u64> = store.read(|tx| tx.ids()).unwrap().into_iter().collect();
+        let mut ids: Vec<u64> = store
+            .read(&strata_core::Ctx::background(), |tx| tx.ids())
+            .unwrap()
+            .into_iter()
+            .collect();
         ids.sort_unstable();
         drop(store);
         let mut on_disk = Vec::new();
