@@ -4,11 +4,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use strata_core::snapshot::Labels;
+
 use crate::Result;
 use crate::env::Env;
 use crate::ops::{
-    GROUP_LABEL, Measured, Plan, Target, active_key, committed_key, drive, labels, remove_all,
-    run_all, writable_dir, write_tree,
+    Done, GROUP_LABEL, Measured, Plan, Target, active_key, committed_key, drive, labels,
+    remove_all, run_all, writable_dir, write_tree,
 };
 use crate::report::{RowResult, fmt_dur, summarize};
 
@@ -386,12 +388,12 @@ fn population_labels(id: u64) -> std::collections::BTreeMap<String, String> {
 async fn set_population(t: &Target, from: usize, to: usize) -> Result<()> {
     if to > from {
         let n = to - from;
-        run_all(t, 8, n, None, move |mut c, i| {
+        run_all(t, 8, n, None, move |c, i| {
             let id = (from + i + 1) as u64;
             async move {
-                c.prepare(active_key(id), String::new(), population_labels(id))
+                c.prepare(&active_key(id), "", population_labels(id))
                     .await
-                    .map(drop)
+                    .done()
             }
         })
         .await
@@ -401,16 +403,22 @@ async fn set_population(t: &Target, from: usize, to: usize) -> Result<()> {
 }
 
 async fn usage_setup(t: &Target) -> Result<()> {
-    let mut c = t.conn(0);
+    let c = t.conn(0);
     let mounts = c
-        .prepare(active_key(USAGE_ACTIVE_ID), String::new(), labels(&[]))
+        .prepare(&active_key(USAGE_ACTIVE_ID), "", labels(&[]))
         .await?;
     write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
     let key = active_key(USAGE_COMMITTED_ID);
-    let mounts = c.prepare(key.clone(), String::new(), labels(&[])).await?;
+    let mounts = c.prepare(&key, "", labels(&[])).await?;
     write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
     t.sync()?;
-    c.commit(committed_key(USAGE_COMMITTED_ID), key).await?;
+    c.commit(
+        &committed_key(USAGE_COMMITTED_ID),
+        &key,
+        Labels::new(),
+        None,
+    )
+    .await?;
     t.sync()
 }
 
@@ -449,10 +457,10 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         Op::Prepare => {
             let base = t.fresh_ids(n as u64);
             t.sync()?;
-            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
-                conn.prepare(active_key(base + i as u64), String::new(), labels(&[]))
+            let m = drive(t, c, Plan::exactly(n), move |conn, i| async move {
+                conn.prepare(&active_key(base + i as u64), "", labels(&[]))
                     .await
-                    .map(drop)
+                    .done()
             })
             .await?;
             remove_all(t, (0..n).map(|i| active_key(base + i as u64)).collect()).await?;
@@ -461,21 +469,21 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         Op::PrepareParent | Op::View => {
             let base = t.fresh_ids(n as u64 + 1);
             let parent = committed_key(base);
-            let mut conn = t.conn(0);
-            conn.prepare(active_key(base), String::new(), labels(&[]))
+            let conn = t.conn(0);
+            conn.prepare(&active_key(base), "", labels(&[])).await?;
+            conn.commit(&parent, &active_key(base), Labels::new(), None)
                 .await?;
-            conn.commit(parent.clone(), active_key(base)).await?;
             t.sync()?;
             let view = r.op == Op::View;
             let p = parent.clone();
-            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| {
+            let m = drive(t, c, Plan::exactly(n), move |conn, i| {
                 let key = active_key(base + 1 + i as u64);
                 let parent = p.clone();
                 async move {
                     if view {
-                        conn.view(key, parent, labels(&[])).await.map(drop)
+                        conn.view(&key, &parent, labels(&[])).await.done()
                     } else {
-                        conn.prepare(key, parent, labels(&[])).await.map(drop)
+                        conn.prepare(&key, &parent, labels(&[])).await.done()
                     }
                 }
             })
@@ -486,17 +494,19 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         }
         Op::Commit => {
             let base = t.fresh_ids(n as u64);
-            run_all(t, 8, n, None, move |mut conn, i| async move {
+            run_all(t, 8, n, None, move |conn, i| async move {
                 let mounts = conn
-                    .prepare(active_key(base + i as u64), String::new(), labels(&[]))
+                    .prepare(&active_key(base + i as u64), "", labels(&[]))
                     .await?;
                 write_small_file(&writable_dir(&mounts)?)
             })
             .await?;
             t.sync()?;
-            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
+            let m = drive(t, c, Plan::exactly(n), move |conn, i| async move {
                 let id = base + i as u64;
-                conn.commit(committed_key(id), active_key(id)).await
+                conn.commit(&committed_key(id), &active_key(id), Labels::new(), None)
+                    .await
+                    .done()
             })
             .await?;
             remove_all(t, (0..n).map(|i| committed_key(base + i as u64)).collect()).await?;
@@ -504,15 +514,15 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         }
         Op::Remove => {
             let base = t.fresh_ids(n as u64);
-            run_all(t, 8, n, None, move |mut conn, i| async move {
-                conn.prepare(active_key(base + i as u64), String::new(), labels(&[]))
+            run_all(t, 8, n, None, move |conn, i| async move {
+                conn.prepare(&active_key(base + i as u64), "", labels(&[]))
                     .await
-                    .map(drop)
+                    .done()
             })
             .await?;
             t.sync()?;
-            let m = drive(t, c, Plan::exactly(n), move |mut conn, i| async move {
-                conn.remove(active_key(base + i as u64)).await
+            let m = drive(t, c, Plan::exactly(n), move |conn, i| async move {
+                conn.remove(&active_key(base + i as u64)).await.done()
             })
             .await?;
             t.conn(0).cleanup().await?;
@@ -521,28 +531,28 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         Op::Stat | Op::Mounts => {
             let base = t.fresh_ids(STAT_POOL as u64 + 1);
             let parent = committed_key(base);
-            let mut conn = t.conn(0);
-            conn.prepare(active_key(base), String::new(), labels(&[]))
+            let conn = t.conn(0);
+            conn.prepare(&active_key(base), "", labels(&[])).await?;
+            conn.commit(&parent, &active_key(base), Labels::new(), None)
                 .await?;
-            conn.commit(parent.clone(), active_key(base)).await?;
             let p = parent.clone();
-            run_all(t, 8, STAT_POOL, None, move |mut conn, i| {
+            run_all(t, 8, STAT_POOL, None, move |conn, i| {
                 let parent = p.clone();
                 async move {
-                    conn.prepare(active_key(base + 1 + i as u64), parent, labels(&[]))
+                    conn.prepare(&active_key(base + 1 + i as u64), &parent, labels(&[]))
                         .await
-                        .map(drop)
+                        .done()
                 }
             })
             .await?;
             t.sync()?;
             let stat = r.op == Op::Stat;
-            let m = drive(t, c, read_plan(n), move |mut conn, i| async move {
+            let m = drive(t, c, read_plan(n), move |conn, i| async move {
                 let key = active_key(base + 1 + (i % STAT_POOL) as u64);
                 if stat {
-                    conn.stat(key).await.map(drop)
+                    conn.stat(&key).await.done()
                 } else {
-                    let mounts = conn.mounts(key).await?;
+                    let mounts = conn.mounts(&key).await?;
                     if mounts.is_empty() {
                         return Err("Mounts answered no mounts".into());
                     }
@@ -570,10 +580,11 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
                 )
             };
             let plan = Plan::budget(n / 4, 3, Duration::from_secs(5));
-            drive(t, c, plan, move |mut conn, _| {
+            drive(t, c, plan, move |conn, _| {
                 let filters = filters.clone();
                 async move {
-                    let got = conn.list(filters).await?;
+                    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+                    let got = conn.list(&filters).await?.len();
                     if got != expect {
                         return Err(
                             format!("List returned {got} snapshots, expected {expect}").into()
@@ -593,10 +604,10 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
             } else {
                 (committed_key(USAGE_COMMITTED_ID), read_plan(n))
             };
-            drive(t, c, plan, move |mut conn, _| {
+            drive(t, c, plan, move |conn, _| {
                 let key = key.clone();
                 async move {
-                    let (_, inodes) = conn.usage(key).await?;
+                    let inodes = conn.usage(&key).await?.inodes;
                     if inodes < LAYER_FILES as i64 {
                         return Err(format!(
                             "Usage counted {inodes} inodes, expected at least {LAYER_FILES}"
@@ -610,17 +621,16 @@ async fn measure(env: &Env, t: &Target, r: &RowDef, cfg: &RunConfig) -> Result<M
         }
         Op::CommitLarge => {
             let mut m = Measured::default();
-            let mut conn = t.conn(0);
+            let conn = t.conn(0);
             for _ in 0..cfg.heavy_iters {
                 let id = t.fresh_ids(1);
-                let mounts = conn
-                    .prepare(active_key(id), String::new(), labels(&[]))
-                    .await?;
+                let mounts = conn.prepare(&active_key(id), "", labels(&[])).await?;
                 write_tree(writable_dir(&mounts)?, LAYER_FILES).await?;
                 t.sync()?;
                 let cpu0 = t.cpu();
                 let t0 = Instant::now();
-                conn.commit(committed_key(id), active_key(id)).await?;
+                conn.commit(&committed_key(id), &active_key(id), Labels::new(), None)
+                    .await?;
                 m.push(t0.elapsed(), t.cpu() - cpu0);
                 remove_all(t, vec![committed_key(id)]).await?;
             }
@@ -636,7 +646,7 @@ async fn chain(env: &Env, t: &Target) -> Result<Measured> {
     let base = t.fresh_ids(CHAIN_LAYERS as u64);
     let target = env.dir.join(format!("target-{}", t.kind().name()));
     std::fs::create_dir_all(&target)?;
-    let mut conn = t.conn(0);
+    let conn = t.conn(0);
     let mut m = Measured::default();
     let mut parent = String::new();
     let mut committed = Vec::with_capacity(CHAIN_LAYERS);
@@ -646,16 +656,13 @@ async fn chain(env: &Env, t: &Target) -> Result<Measured> {
             let id = base + layer as u64;
             let cpu0 = t.cpu();
             let t0 = Instant::now();
-            let mounts = conn
-                .prepare(active_key(id), parent.clone(), labels(&[]))
-                .await?;
+            let mounts = conn.prepare(&active_key(id), &parent, labels(&[])).await?;
             if mounts.len() != 1 {
                 return Err(format!("layer {layer}: expected one mount, got {mounts:?}").into());
             }
             let mnt = &mounts[0];
             env.add_mount(&target);
-            if let Err(e) =
-                strata_sys::mount::mount(&mnt.r#type, &mnt.source, &mnt.options, &target)
+            if let Err(e) = strata_sys::mount::mount(&mnt.kind, &mnt.source, &mnt.options, &target)
             {
                 env.remove_mount(&target);
                 return Err(format!("layer {layer}: mounting {mnt:?}: {e}").into());
@@ -665,7 +672,8 @@ async fn chain(env: &Env, t: &Target) -> Result<Measured> {
                 .map_err(|e| format!("layer {layer}: unmounting: {e}"))?;
             env.remove_mount(&target);
             written.map_err(|e| format!("layer {layer}: writing through the mount: {e}"))?;
-            conn.commit(committed_key(id), active_key(id)).await?;
+            conn.commit(&committed_key(id), &active_key(id), Labels::new(), None)
+                .await?;
             m.push(t0.elapsed(), t.cpu() - cpu0);
             parent = committed_key(id);
             committed.push(parent.clone());
@@ -675,11 +683,13 @@ async fn chain(env: &Env, t: &Target) -> Result<Measured> {
     .await;
     // Children before parents.
     for key in committed.iter().rev() {
-        conn.remove(key.clone()).await?;
+        conn.remove(key).await?;
     }
     if committed.len() < CHAIN_LAYERS {
         // The layer that failed may have been prepared.
-        let _ = conn.remove(active_key(base + committed.len() as u64)).await;
+        let _ = conn
+            .remove(&active_key(base + committed.len() as u64))
+            .await;
     }
     conn.cleanup().await?;
     result.map(|()| m)

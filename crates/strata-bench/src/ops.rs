@@ -1,5 +1,6 @@
-//! Driving a server: containerd-like keys and labels, one method per RPC, a concurrent
-//! timed loop ([`drive`]) and the fixtures rows need (populations, file trees, removal).
+//! Driving a server: containerd-like keys and labels, connections ([`Conn`], strata-grpc's
+//! typed client), a concurrent timed loop ([`drive`]) and the fixtures rows need
+//! (populations, file trees, removal).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,11 +10,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use strata_grpc::client::SnapshotsClient;
-use strata_grpc::proto::snapshots as pb;
-use strata_grpc::proto::types::Mount;
+use strata_core::Mount;
+use strata_grpc::client::{self, Client};
 use tokio::task::JoinSet;
-use tonic::transport::Channel;
 
 use crate::Result;
 use crate::server::{Cpu, Kind, Server};
@@ -91,152 +90,19 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// The first id [`Target::fresh_ids`] hands out; ids below are for populations.
 pub const FIRST_FRESH_ID: u64 = 1_000_000_000;
 
-/// One connection to a server, with the `snapshotter` field to send.
-#[derive(Clone)]
-pub struct Conn {
-    client: SnapshotsClient<Channel>,
-    snapshotter: String,
+/// One connection to a server: strata-grpc's typed client, sending the server's
+/// `snapshotter` field and containerd's namespace header, as containerd's proxy plugin does.
+pub type Conn = Client;
+
+/// A call's outcome as one of the harness's results, its answer dropped.
+pub trait Done {
+    /// `Ok(())` if the call succeeded, its error otherwise.
+    fn done(self) -> Result<()>;
 }
 
-/// Wraps `msg` in a request carrying containerd's namespace header, as containerd's proxy
-/// plugin sends it.
-fn request<T>(msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "containerd-namespace",
-        tonic::metadata::MetadataValue::from_static("default"),
-    );
-    r
-}
-
-impl Conn {
-    /// Prepare: an active snapshot `key` on `parent` (empty: none) with `labels`.
-    pub async fn prepare(
-        &mut self,
-        key: String,
-        parent: String,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Vec<Mount>> {
-        let r = self
-            .client
-            .prepare(request(pb::PrepareSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-                parent,
-                labels,
-            }))
-            .await?;
-        Ok(r.into_inner().mounts)
-    }
-
-    /// View: a read-only snapshot `key` of `parent`.
-    pub async fn view(
-        &mut self,
-        key: String,
-        parent: String,
-        labels: BTreeMap<String, String>,
-    ) -> Result<Vec<Mount>> {
-        let r = self
-            .client
-            .view(request(pb::ViewSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-                parent,
-                labels,
-            }))
-            .await?;
-        Ok(r.into_inner().mounts)
-    }
-
-    /// Commit: active `key` becomes committed `name`.
-    pub async fn commit(&mut self, name: String, key: String) -> Result<()> {
-        self.client
-            .commit(request(pb::CommitSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                name,
-                key,
-                labels: BTreeMap::new(),
-                parent: String::new(),
-            }))
-            .await?;
-        Ok(())
-    }
-
-    /// Remove.
-    pub async fn remove(&mut self, key: String) -> Result<()> {
-        self.client
-            .remove(request(pb::RemoveSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-            }))
-            .await?;
-        Ok(())
-    }
-
-    /// Stat.
-    pub async fn stat(&mut self, key: String) -> Result<pb::Info> {
-        let r = self
-            .client
-            .stat(request(pb::StatSnapshotRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-            }))
-            .await?;
-        r.into_inner()
-            .info
-            .ok_or_else(|| "Stat answered without an info".into())
-    }
-
-    /// Mounts.
-    pub async fn mounts(&mut self, key: String) -> Result<Vec<Mount>> {
-        let r = self
-            .client
-            .mounts(request(pb::MountsRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-            }))
-            .await?;
-        Ok(r.into_inner().mounts)
-    }
-
-    /// Usage: (bytes, inodes).
-    pub async fn usage(&mut self, key: String) -> Result<(i64, i64)> {
-        let r = self
-            .client
-            .usage(request(pb::UsageRequest {
-                snapshotter: self.snapshotter.clone(),
-                key,
-            }))
-            .await?
-            .into_inner();
-        Ok((r.size, r.inodes))
-    }
-
-    /// List with `filters`, reading the whole stream; returns how many infos came back.
-    pub async fn list(&mut self, filters: Vec<String>) -> Result<usize> {
-        let mut stream = self
-            .client
-            .list(request(pb::ListSnapshotsRequest {
-                snapshotter: self.snapshotter.clone(),
-                filters,
-            }))
-            .await?
-            .into_inner();
-        let mut n = 0;
-        while let Some(batch) = stream.message().await? {
-            n += batch.info.len();
-        }
-        Ok(n)
-    }
-
-    /// Cleanup.
-    pub async fn cleanup(&mut self) -> Result<()> {
-        self.client
-            .cleanup(request(pb::CleanupRequest {
-                snapshotter: self.snapshotter.clone(),
-            }))
-            .await?;
-        Ok(())
+impl<T> Done for client::Result<T> {
+    fn done(self) -> Result<()> {
+        self.map(drop).map_err(Into::into)
     }
 }
 
@@ -253,10 +119,7 @@ impl Target {
     pub async fn new(server: Server, connections: usize) -> Result<Target> {
         let mut conns = Vec::with_capacity(connections);
         for _ in 0..connections.max(1) {
-            conns.push(Conn {
-                client: server.connect().await?,
-                snapshotter: server.snapshotter.clone(),
-            });
+            conns.push(server.connect().await?);
         }
         Ok(Target {
             server,
@@ -429,18 +292,18 @@ where
 pub async fn remove_all(target: &Target, keys: Vec<String>) -> Result<()> {
     let keys = Arc::new(keys);
     let n = keys.len();
-    run_all(target, 8, n, None, move |mut c, i| {
+    run_all(target, 8, n, None, move |c, i| {
         let key = keys[i].clone();
-        async move { c.remove(key).await }
+        async move { c.remove(&key).await.done() }
     })
     .await?;
-    target.conn(0).cleanup().await
+    target.conn(0).cleanup().await.done()
 }
 
 /// The directory a snapshot's mounts write into: the bind source or the overlay upperdir.
 pub fn writable_dir(mounts: &[Mount]) -> Result<PathBuf> {
     let m = mounts.first().ok_or("no mounts")?;
-    if m.r#type == "bind" || m.r#type == "rbind" {
+    if m.kind == "bind" || m.kind == "rbind" {
         return Ok(PathBuf::from(&m.source));
     }
     m.options

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::Result;
 use crate::ops::{
-    GROUP_LABEL, Measured, Plan, Target, active_key, drive, labels, run_all, splitmix64,
+    Done, GROUP_LABEL, Measured, Plan, Target, active_key, drive, labels, run_all, splitmix64,
 };
 use crate::report::{Ratio, ScaleMemory, ScaleRow, summarize};
 
@@ -122,12 +122,12 @@ async fn populate(
         let t = &targets[i];
         let p = Arc::clone(&progress[i]);
         async move {
-            run_all(t, clients, n, Some(p), move |mut c, k| {
+            run_all(t, clients, n, Some(p), move |c, k| {
                 let id = (from + k + 1) as u64;
                 async move {
-                    c.prepare(active_key(id), String::new(), population_labels(id))
+                    c.prepare(&active_key(id), "", population_labels(id))
                         .await
-                        .map(drop)
+                        .done()
                 }
             })
             .await?;
@@ -186,14 +186,14 @@ async fn measure(t: &Target, size: usize, ops: usize) -> Result<Vec<Measured>> {
     let base = t.fresh_ids(ops as u64);
     t.sync()?;
     out.push(
-        drive(t, 1, Plan::exactly(ops), move |mut c, i| async move {
+        drive(t, 1, Plan::exactly(ops), move |c, i| async move {
             c.prepare(
-                active_key(base + i as u64),
-                String::new(),
+                &active_key(base + i as u64),
+                "",
                 labels(&[(GROUP_LABEL, "new")]),
             )
             .await
-            .map(drop)
+            .done()
         })
         .await?,
     );
@@ -202,17 +202,17 @@ async fn measure(t: &Target, size: usize, ops: usize) -> Result<Vec<Measured>> {
             t,
             1,
             Plan::budget(ops * 3, 3, Duration::from_secs(3)),
-            move |mut c, i| async move {
+            move |c, i| async move {
                 let mut x = i as u64 ^ size as u64;
                 let id = 1 + splitmix64(&mut x) % size as u64;
-                c.stat(active_key(id)).await.map(drop)
+                c.stat(&active_key(id)).await.done()
             },
         )
         .await?,
     );
     out.push(
-        drive(t, 1, Plan::exactly(ops), move |mut c, i| async move {
-            c.remove(active_key(base + i as u64)).await
+        drive(t, 1, Plan::exactly(ops), move |c, i| async move {
+            c.remove(&active_key(base + i as u64)).await.done()
         })
         .await?,
     );
@@ -220,7 +220,7 @@ async fn measure(t: &Target, size: usize, ops: usize) -> Result<Vec<Measured>> {
     t.conn(0).cleanup().await?;
     t.sync()?;
     let budget = Plan::budget(10, 3, Duration::from_secs(10));
-    out.push(drive(t, 1, budget, |mut c, _| async move { c.cleanup().await }).await?);
+    out.push(drive(t, 1, budget, |c, _| async move { c.cleanup().await.done() }).await?);
     for filtered in [false, true] {
         let (filters, expect) = if filtered {
             (
@@ -231,10 +231,11 @@ async fn measure(t: &Target, size: usize, ops: usize) -> Result<Vec<Measured>> {
             (Vec::new(), size)
         };
         out.push(
-            drive(t, 1, budget, move |mut c, _| {
+            drive(t, 1, budget, move |c, _| {
                 let filters = filters.clone();
                 async move {
-                    let got = c.list(filters).await?;
+                    let filters: Vec<&str> = filters.iter().map(String::as_str).collect();
+                    let got = c.list(&filters).await?.len();
                     if got != expect {
                         return Err(
                             format!("List returned {got} snapshots, expected {expect}").into()

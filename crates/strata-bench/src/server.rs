@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_grpc::client::SnapshotsClient;
-use tonic::transport::Channel;
+use strata_grpc::client::Client;
 
 use crate::Result;
 use crate::env::{Disk, Env};
@@ -186,14 +185,14 @@ impl Server {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
-    /// Opens a new connection (its own HTTP/2 connection over the socket).
-    pub async fn connect(&self) -> Result<SnapshotsClient<Channel>> {
-        let client = strata_grpc::client::connect(&self.socket)
-            .await
-            .map_err(|e| format!("connecting to {}: {e}", self.socket.display()))?;
+    /// Opens a new connection (its own HTTP/2 connection over the socket), addressing
+    /// [`Server::snapshotter`] with containerd's namespace header, as containerd's proxy
+    /// plugin sends it.
+    pub async fn connect(&self) -> Result<Client> {
+        let client = Client::connect(&self.socket).await?;
         Ok(client
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20))
+            .with_snapshotter(self.snapshotter.clone())
+            .with_namespace("default")?)
     }
 
     /// The server's CPU time and memory now (zeros if `/proc` cannot be read).

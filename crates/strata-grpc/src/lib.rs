@@ -7,7 +7,9 @@
 //! - [`backends`]: the backends a daemon serves and the `snapshotter` names that reach them;
 //! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
 //!   field and running the blocking work off the async runtime;
-//! - [`client`]: a client over a unix socket, for the CLI and tests;
+//! - [`client`]: the typed client over a unix socket (domain types in, domain types out,
+//!   errors carrying the gRPC code), for the CLI, the benchmark and the tests;
+//! - [`raw`]: the raw-wire escape hatch, for tests that must send malformed requests;
 //! - [`metrics`]: Prometheus metrics the server records, what a scrape reads from the
 //!   backends, and their HTTP endpoint.
 #![forbid(unsafe_code)]
@@ -17,6 +19,7 @@ pub mod client;
 mod context;
 pub mod convert;
 pub mod metrics;
+pub mod raw;
 pub mod server;
 pub mod status;
 

@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
-use common::{Daemon, req, writable_dir};
+use common::{Daemon, labels, no_labels, writable_dir};
 use strata_sys::testing::LoopBtrfs;
 
 const MIB: u64 = 1 << 20;
@@ -72,19 +72,15 @@ async fn configured_limits_over_grpc() {
     .unwrap();
     let config_arg = config.to_str().unwrap();
     let d = Daemon::start_in(fs.path(), "btrfs", &["--config", config_arg]);
-    let mut c = d.client().await;
-    let mounts = |m: tonic::Response<strata_grpc::proto::snapshots::PrepareSnapshotResponse>| {
-        writable_dir(&m.into_inner().mounts)
-    };
-    let container = mounts(c.prepare(req::prepare("default/1/c1", "")).await.unwrap());
-    let extract = mounts(
-        c.prepare(req::prepare("default/2/extract-77-sha256:ab", ""))
+    let c = d.client().await;
+    let container = writable_dir(&c.prepare("default/1/c1", "", no_labels()).await.unwrap());
+    let extract = writable_dir(
+        &c.prepare("default/2/extract-77-sha256:ab", "", no_labels())
             .await
             .unwrap(),
     );
-    let mut labelled = req::prepare("default/3/c2", "");
-    labelled.labels = req::labels(&[("containerd.io/snapshot/max-size", &(32 * MIB).to_string())]);
-    let labelled = mounts(c.prepare(labelled).await.unwrap());
+    let max_size = labels(&[("containerd.io/snapshot/max-size", &(32 * MIB).to_string())]);
+    let labelled = writable_dir(&c.prepare("default/3/c2", "", max_size).await.unwrap());
 
     let err = write_file(&container.join("big"), 24 * MIB).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(122), "{err}");
@@ -92,11 +88,7 @@ async fn configured_limits_over_grpc() {
     write_file(&labelled.join("big"), 24 * MIB).unwrap();
 
     strata_sys::syncfs(fs.path()).unwrap();
-    let usage = c
-        .usage(req::usage("default/2/extract-77-sha256:ab"))
-        .await
-        .unwrap()
-        .into_inner();
+    let usage = c.usage("default/2/extract-77-sha256:ab").await.unwrap();
     assert!(
         usage.size >= (64 * MIB) as i64 && usage.size < (65 * MIB) as i64,
         "{usage:?}"

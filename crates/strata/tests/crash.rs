@@ -9,27 +9,21 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{BACKENDS, Daemon, exists, names, req, writable_dir};
+use common::{BACKENDS, Daemon, exists, labels, names, no_labels, writable_dir};
 use rustix::process::Signal;
-use strata_grpc::client::SnapshotsClient;
-use strata_grpc::proto::types::Mount;
-use tonic::transport::Channel;
+use strata_core::Mount;
+use strata_grpc::client::Client;
 
 /// The directory holding a committed snapshot's own layer, found through a view of it.
-async fn committed_dir(c: &mut SnapshotsClient<Channel>, name: &str, probe: &str) -> PathBuf {
-    let mounts = c
-        .view(req::view(probe, name))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
-    c.remove(req::remove(probe)).await.unwrap();
+async fn committed_dir(c: &Client, name: &str, probe: &str) -> PathBuf {
+    let mounts = c.view(probe, name, no_labels()).await.unwrap();
+    c.remove(probe).await.unwrap();
     layer_of(&mounts)
 }
 
 fn layer_of(mounts: &[Mount]) -> PathBuf {
     let m = &mounts[0];
-    if m.r#type == "bind" {
+    if m.kind == "bind" {
         return PathBuf::from(&m.source);
     }
     let lower = m
@@ -44,8 +38,8 @@ fn layer_of(mounts: &[Mount]) -> PathBuf {
 async fn restart_and_check(d: &mut Daemon) {
     d.env.clear();
     d.restart();
-    let mut c = d.client().await;
-    c.cleanup(req::cleanup()).await.unwrap();
+    let c = d.client().await;
+    c.cleanup().await.unwrap();
     d.stop();
     d.assert_disk_matches_metadata(&d.backend.clone());
     d.restart();
@@ -93,42 +87,32 @@ async fn crash_points(backends: &[&str], base: &Path) {
                 &[]
             };
             let mut d = Daemon::start_in(base, backend, extra);
-            let mut c = d.client().await;
+            let c = d.client().await;
             // Base state: a committed layer with content, an active child with content, a
             // removable leaf, and two orphans for Cleanup.
-            let m = c
-                .prepare(req::prepare("base-a", ""))
-                .await
-                .unwrap()
-                .into_inner()
-                .mounts;
+            let m = c.prepare("base-a", "", no_labels()).await.unwrap();
             std::fs::write(writable_dir(&m).join("base"), b"base").unwrap();
-            c.commit(req::commit("base", "base-a")).await.unwrap();
-            let m = c
-                .prepare(req::prepare("work", "base"))
-                .await
-                .unwrap()
-                .into_inner()
-                .mounts;
+            c.commit("base", "base-a", no_labels(), None).await.unwrap();
+            let m = c.prepare("work", "base", no_labels()).await.unwrap();
             std::fs::write(writable_dir(&m).join("work"), b"work").unwrap();
-            c.prepare(req::prepare("victim", "")).await.unwrap();
+            c.prepare("victim", "", no_labels()).await.unwrap();
             for k in ["old1", "old2"] {
-                c.prepare(req::prepare(k, "")).await.unwrap();
-                c.remove(req::remove(k)).await.unwrap();
+                c.prepare(k, "", no_labels()).await.unwrap();
+                c.remove(k).await.unwrap();
             }
             d.stop();
             d.env = vec![("STRATA_CRASH_AT".into(), point.into())];
             d.restart();
-            let mut c = d.client().await;
+            let c = d.client().await;
             let answer = match op {
-                "prepare" => c.prepare(req::prepare("new", "base")).await.map(drop),
-                "commit" => c.commit(req::commit("done", "work")).await.map(drop),
-                "remove" => c.remove(req::remove("victim")).await.map(drop),
+                "prepare" => c.prepare("new", "base", no_labels()).await.map(drop),
+                "commit" => c.commit("done", "work", no_labels(), None).await.map(drop),
+                "remove" => c.remove("victim").await.map(drop),
                 "update" => c
-                    .update(req::update("victim", req::labels(&[("l", "v")]), &[]))
+                    .update("victim", labels(&[("l", "v")]), &[])
                     .await
                     .map(drop),
-                _ => c.cleanup(req::cleanup()).await.map(drop),
+                _ => c.cleanup().await.map(drop),
             };
             assert!(
                 answer.is_err(),
@@ -143,14 +127,14 @@ async fn crash_points(backends: &[&str], base: &Path) {
             crashes += 1;
 
             restart_and_check(&mut d).await;
-            let mut c = d.client().await;
-            let base = committed_dir(&mut c, "base", "probe-base").await;
+            let c = d.client().await;
+            let base = committed_dir(&c, "base", "probe-base").await;
             assert_eq!(
                 std::fs::read(base.join("base")).unwrap(),
                 b"base",
                 "{backend} {point} {op}"
             );
-            let listed = names(&mut c, &[]).await;
+            let listed = names(&c, &[]).await;
             // Commit is atomic: exactly one of the active and the committed snapshot exists.
             assert_ne!(
                 listed.contains(&"work".to_string()),
@@ -160,18 +144,13 @@ async fn crash_points(backends: &[&str], base: &Path) {
             if listed.contains(&"work".to_string()) {
                 // Still active, so still writable (btrfs: the read-only flag an interrupted
                 // Commit set was cleared at start-up).
-                let mounts = c
-                    .mounts(req::mounts("work"))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .mounts;
+                let mounts = c.mounts("work").await.unwrap();
                 std::fs::write(writable_dir(&mounts).join("more"), b"more").unwrap_or_else(|e| {
                     panic!("{backend} {point} {op}: work is not writable: {e}")
                 });
             }
             if listed.contains(&"done".to_string()) {
-                let done = committed_dir(&mut c, "done", "probe-done").await;
+                let done = committed_dir(&c, "done", "probe-done").await;
                 assert_eq!(
                     std::fs::read(done.join("work")).unwrap(),
                     b"work",
@@ -179,20 +158,15 @@ async fn crash_points(backends: &[&str], base: &Path) {
                 );
             }
             if listed.contains(&"new".to_string()) {
-                let mounts = c
-                    .mounts(req::mounts("new"))
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .mounts;
+                let mounts = c.mounts("new").await.unwrap();
                 assert!(
                     exists(&writable_dir(&mounts)),
                     "{backend} {point} {op}: new has its directory"
                 );
             }
             // The daemon carries on: the interrupted operation can be retried.
-            c.prepare(req::prepare("after", "base")).await.unwrap();
-            c.cleanup(req::cleanup()).await.unwrap();
+            c.prepare("after", "base", no_labels()).await.unwrap();
+            c.cleanup().await.unwrap();
             d.stop();
             d.assert_disk_matches_metadata(backend);
         }
@@ -253,8 +227,8 @@ async fn random_kills_during_workload() {
                 }
             }
             d.restart();
-            let mut c = d.client().await;
-            let present: BTreeSet<String> = names(&mut c, &[]).await.into_iter().collect();
+            let c = d.client().await;
+            let present: BTreeSet<String> = names(&c, &[]).await.into_iter().collect();
             for (key, fact) in &known {
                 match fact {
                     Known::Removed => {
@@ -265,19 +239,13 @@ async fn random_kills_during_workload() {
                             present.contains(key),
                             "{backend}: acknowledged commit {key} lost"
                         );
-                        let info = c
-                            .stat(req::stat(key))
-                            .await
-                            .unwrap()
-                            .into_inner()
-                            .info
-                            .unwrap();
+                        let info = c.stat(key).await.unwrap();
                         assert_eq!(
                             info.labels.get("mark"),
                             Some(label),
                             "{backend}: {key} labels"
                         );
-                        let dir = committed_dir(&mut c, key, &format!("probe-{round}-{key}")).await;
+                        let dir = committed_dir(&c, key, &format!("probe-{round}-{key}")).await;
                         assert_eq!(
                             std::fs::read_to_string(dir.join("data")).unwrap(),
                             *content,
@@ -287,7 +255,7 @@ async fn random_kills_during_workload() {
                 }
                 checked += 1;
             }
-            c.cleanup(req::cleanup()).await.unwrap();
+            c.cleanup().await.unwrap();
             d.stop();
             d.assert_disk_matches_metadata(backend);
             d.restart();
@@ -306,7 +274,7 @@ async fn workload(
     committed: Vec<String>,
 ) -> Vec<(String, Known)> {
     let mut facts = Vec::new();
-    let Ok(mut c) = strata_grpc::client::connect(&socket).await else {
+    let Ok(c) = Client::connect(&socket).await else {
         return facts;
     };
     let mut i = 0usize;
@@ -322,19 +290,21 @@ async fn workload(
             String::new()
         };
         let Ok(resp) = c
-            .prepare(req::prepare(&format!("{key}-active"), &parent))
+            .prepare(&format!("{key}-active"), &parent, no_labels())
             .await
         else {
             return facts;
         };
-        let dir = writable_dir(&resp.into_inner().mounts);
+        let dir = writable_dir(&resp);
         let content = format!("content of {key}");
         if std::fs::write(dir.join("data"), &content).is_err() {
             return facts;
         }
-        let mut commit = req::commit(&key, &format!("{key}-active"));
-        commit.labels = req::labels(&[("mark", "v1")]);
-        if c.commit(commit).await.is_err() {
+        let active = format!("{key}-active");
+        if c.commit(&key, &active, labels(&[("mark", "v1")]), None)
+            .await
+            .is_err()
+        {
             return facts;
         }
         facts.push((
@@ -345,13 +315,9 @@ async fn workload(
             },
         ));
         let n = facts.len() - 1;
-        if c.update(req::update(
-            &key,
-            req::labels(&[("mark", "v2")]),
-            &["labels.mark"],
-        ))
-        .await
-        .is_err()
+        if c.update(&key, labels(&[("mark", "v2")]), &["labels.mark"])
+            .await
+            .is_err()
         {
             facts.pop();
             return facts;
@@ -364,23 +330,23 @@ async fn workload(
             },
         );
         if i.is_multiple_of(2) {
-            if c.view(req::view(&format!("{key}-view"), &key))
+            if c.view(&format!("{key}-view"), &key, no_labels())
                 .await
                 .is_err()
             {
                 return facts;
             }
-            if c.remove(req::remove(&format!("{key}-view"))).await.is_err() {
+            if c.remove(&format!("{key}-view")).await.is_err() {
                 return facts;
             }
             let before = facts.pop().unwrap();
-            if c.remove(req::remove(&key)).await.is_err() {
+            if c.remove(&key).await.is_err() {
                 return facts;
             }
             let _ = before;
             facts.push((key.clone(), Known::Removed));
         }
-        if i.is_multiple_of(5) && c.cleanup(req::cleanup()).await.is_err() {
+        if i.is_multiple_of(5) && c.cleanup().await.is_err() {
             return facts;
         }
     }
@@ -401,20 +367,15 @@ async fn crash_during_recovery() {
     assert!(!status.success(), "recovery reached its write and crashed");
     d.env.clear();
     d.restart();
-    let mut c = d.client().await;
-    let mounts = c
-        .prepare(req::prepare("fresh", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    let c = d.client().await;
+    let mounts = c.prepare("fresh", "", no_labels()).await.unwrap();
     let fresh = writable_dir(&mounts);
     assert!(
         !fresh.starts_with(&leftover),
         "id 50 must not be reused: {fresh:?}"
     );
     assert!(std::fs::read_dir(&fresh).unwrap().next().is_none());
-    c.cleanup(req::cleanup()).await.unwrap();
+    c.cleanup().await.unwrap();
     assert!(!exists(&leftover), "the leftover is reclaimed");
     d.stop();
     d.assert_disk_matches_metadata("overlay");

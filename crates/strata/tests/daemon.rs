@@ -5,8 +5,9 @@ mod common;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
-use common::{Daemon, exists, names, req};
+use common::{Daemon, exists, labels, names, no_labels};
 use rustix::process::Signal;
+use strata_grpc::client::Code;
 
 /// The socket is 0660, the root 0700; SIGTERM exits 0 and removes the socket.
 #[tokio::test(flavor = "multi_thread")]
@@ -44,8 +45,8 @@ async fn second_daemon_is_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("another strata daemon"), "{stderr}");
-    let mut c = d.client().await;
-    c.prepare(req::prepare("still-serving", "")).await.unwrap();
+    let c = d.client().await;
+    c.prepare("still-serving", "", no_labels()).await.unwrap();
 }
 
 /// Snapshots and labels survive a SIGTERM restart and a `kill -9` restart; the stale socket
@@ -54,26 +55,24 @@ async fn second_daemon_is_refused() {
 async fn restart_keeps_everything() {
     let mut d = Daemon::start("overlay");
     {
-        let mut c = d.client().await;
-        let mut p = req::prepare("a", "");
-        p.labels = req::labels(&[("l", "v")]);
-        c.prepare(p).await.unwrap();
-        c.commit(req::commit("A", "a")).await.unwrap();
-        c.prepare(req::prepare("b", "A")).await.unwrap();
+        let c = d.client().await;
+        c.prepare("a", "", labels(&[("l", "v")])).await.unwrap();
+        c.commit("A", "a", no_labels(), None).await.unwrap();
+        c.prepare("b", "A", no_labels()).await.unwrap();
     }
     d.stop();
     d.restart();
     {
-        let mut c = d.client().await;
-        assert_eq!(names(&mut c, &[]).await, ["A", "b"]);
-        c.view(req::view("v", "A")).await.unwrap();
+        let c = d.client().await;
+        assert_eq!(names(&c, &[]).await, ["A", "b"]);
+        c.view("v", "A", no_labels()).await.unwrap();
     }
     let status = d.stop_with(Signal::KILL);
     assert!(!status.success());
     assert!(exists(&d.socket), "kill -9 leaves the socket file behind");
     d.restart();
-    let mut c = d.client().await;
-    assert_eq!(names(&mut c, &[]).await, ["A", "b", "v"]);
+    let c = d.client().await;
+    assert_eq!(names(&c, &[]).await, ["A", "b", "v"]);
 }
 
 /// What a crash mid-Prepare leaves (a half-built `new-*` directory, a directory renamed to an
@@ -92,13 +91,8 @@ async fn recovery_after_crash_leftovers() {
         !exists(&snapshots.join("new-123-0")),
         "temp directory removed at start"
     );
-    let mut c = d.client().await;
-    let mounts = c
-        .prepare(req::prepare("fresh", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    let c = d.client().await;
+    let mounts = c.prepare("fresh", "", no_labels()).await.unwrap();
     let fresh = common::writable_dir(&mounts);
     assert!(
         !fresh.starts_with(snapshots.join("1")),
@@ -108,7 +102,7 @@ async fn recovery_after_crash_leftovers() {
         std::fs::read_dir(&fresh).unwrap().next().is_none(),
         "a new snapshot starts empty"
     );
-    c.cleanup(req::cleanup()).await.unwrap();
+    c.cleanup().await.unwrap();
     assert!(!exists(&snapshots.join("1")), "orphan removed by Cleanup");
 }
 
@@ -135,12 +129,9 @@ fn corrupt_store_is_a_clear_error() {
 #[tokio::test(flavor = "multi_thread")]
 async fn empty_root_operations() {
     let d = Daemon::start("native");
-    let mut c = d.client().await;
-    assert!(names(&mut c, &[]).await.is_empty());
-    assert!(names(&mut c, &["labels.x==y"]).await.is_empty());
-    c.cleanup(req::cleanup()).await.unwrap();
-    assert_eq!(
-        c.stat(req::stat("x")).await.unwrap_err().code(),
-        tonic::Code::NotFound
-    );
+    let c = d.client().await;
+    assert!(names(&c, &[]).await.is_empty());
+    assert!(names(&c, &["labels.x==y"]).await.is_empty());
+    c.cleanup().await.unwrap();
+    assert_eq!(c.stat("x").await.unwrap_err().code(), Code::NotFound);
 }

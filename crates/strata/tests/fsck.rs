@@ -7,8 +7,9 @@ mod common;
 
 use std::process::{Command, Output};
 
-use common::{Daemon, req, writable_dir};
+use common::{Daemon, no_labels, writable_dir};
 use serde_json::Value;
+use strata_grpc::client::Code;
 
 fn fsck(d: &Daemon, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -49,16 +50,11 @@ fn kinds(findings: &[Value]) -> Vec<String> {
 
 /// Prepares `key` on `parent`, writes `file` into it and commits it as `name`.
 async fn layer(d: &Daemon, name: &str, parent: &str, file: &str) {
-    let mut c = d.client().await;
+    let c = d.client().await;
     let key = format!("{name}-active");
-    let mounts = c
-        .prepare(req::prepare(&key, parent))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    let mounts = c.prepare(&key, parent, no_labels()).await.unwrap();
     std::fs::write(writable_dir(&mounts).join(file), file.repeat(100)).unwrap();
-    c.commit(req::commit(name, &key)).await.unwrap();
+    c.commit(name, &key, no_labels(), None).await.unwrap();
 }
 
 /// The id (directory name) of snapshot `key`, read from the stopped daemon's store.
@@ -79,11 +75,11 @@ async fn clean_root_is_clean() {
         let mut d = Daemon::start(backend);
         layer(&d, "base", "", "a").await;
         layer(&d, "top", "base", "b").await;
-        let mut c = d.client().await;
-        c.prepare(req::prepare("container", "top")).await.unwrap();
-        c.view(req::view("v", "base")).await.unwrap();
-        c.remove(req::remove("v")).await.unwrap();
-        c.cleanup(req::cleanup()).await.unwrap();
+        let c = d.client().await;
+        c.prepare("container", "top", no_labels()).await.unwrap();
+        c.view("v", "base", no_labels()).await.unwrap();
+        c.remove("v").await.unwrap();
+        c.cleanup().await.unwrap();
         d.stop();
         let out = fsck(&d, &[]);
         assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
@@ -130,9 +126,9 @@ async fn damage_found_then_repaired() {
     layer(&d, "base", "", "a").await;
     layer(&d, "mid", "base", "b").await;
     layer(&d, "drifter", "", "c").await;
-    let mut c = d.client().await;
-    c.prepare(req::prepare("child", "mid")).await.unwrap();
-    c.prepare(req::prepare("lost", "")).await.unwrap();
+    let c = d.client().await;
+    c.prepare("child", "mid", no_labels()).await.unwrap();
+    c.prepare("lost", "", no_labels()).await.unwrap();
     drop(c);
     d.stop();
 
@@ -224,12 +220,9 @@ async fn damage_found_then_repaired() {
     );
 
     d.restart();
-    let mut c = d.client().await;
-    assert_eq!(
-        c.stat(req::stat("lost")).await.unwrap_err().code(),
-        tonic::Code::NotFound
-    );
-    let usage = c.usage(req::usage("drifter")).await.unwrap().into_inner();
+    let c = d.client().await;
+    assert_eq!(c.stat("lost").await.unwrap_err().code(), Code::NotFound);
+    let usage = c.usage("drifter").await.unwrap();
     assert!(
         usage.size >= 50_000,
         "the repaired usage is served: {usage:?}"
@@ -246,8 +239,8 @@ async fn broken_parent_link_is_left_alone() {
     layer(&d, "base", "", "a").await;
     layer(&d, "mid", "base", "b").await;
     layer(&d, "top", "mid", "c").await;
-    let mut c = d.client().await;
-    c.prepare(req::prepare("leaf", "top")).await.unwrap();
+    let c = d.client().await;
+    c.prepare("leaf", "top", no_labels()).await.unwrap();
     drop(c);
     d.stop();
     let mid = id_of(&d, "native", "mid");

@@ -7,7 +7,7 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use common::{Daemon, req, writable_dir};
+use common::{Daemon, no_labels, writable_dir};
 
 /// A free port on the loopback interface (closed again at once; the daemon binds it next).
 fn free_port() -> u16 {
@@ -75,31 +75,23 @@ async fn scrape_follows_requests() {
         0.0
     );
 
-    let mut c = d.client().await;
-    let mounts = c
-        .prepare(req::prepare("base-a", ""))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    let c = d.client().await;
+    let mounts = c.prepare("base-a", "", no_labels()).await.unwrap();
     std::fs::write(writable_dir(&mounts).join("f"), vec![1u8; 40_000]).unwrap();
-    c.commit(req::commit("base", "base-a")).await.unwrap();
-    let top = c
-        .prepare(req::prepare("top", "base"))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    c.commit("base", "base-a", no_labels(), None).await.unwrap();
+    let top = c.prepare("top", "base", no_labels()).await.unwrap();
     std::fs::write(writable_dir(&top).join("g"), vec![1u8; 8_000]).unwrap();
-    let active_usage = c.usage(req::usage("top")).await.unwrap().into_inner();
-    let base_usage = c.usage(req::usage("base")).await.unwrap().into_inner();
+    let active_usage = c.usage("top").await.unwrap();
+    let base_usage = c.usage("base").await.unwrap();
     for _ in 0..3 {
-        c.stat(req::stat("missing")).await.unwrap_err();
+        c.stat("missing").await.unwrap_err();
     }
-    c.prepare(req::prepare("x", "missing")).await.unwrap_err();
-    let mut native = req::prepare("n", "");
-    native.snapshotter = "native".into();
-    c.prepare(native).await.unwrap();
+    c.prepare("x", "missing", no_labels()).await.unwrap_err();
+    c.clone()
+        .with_snapshotter("native")
+        .prepare("n", "", no_labels())
+        .await
+        .unwrap();
 
     let text = scrape(port);
     let v = |series: &str| value(&text, series);
@@ -155,12 +147,12 @@ async fn scrape_follows_requests() {
     );
 
     // List is timed too, and a malformed filter counted by its code.
-    common::list_all(&mut c, &[]).await;
-    let bad = c.list(req::list(&["kind=="])).await;
+    common::list_all(&c, &[]).await;
+    let bad = c.list(&["kind=="]).await;
     assert!(bad.is_err());
     // Remove and Cleanup: the snapshot leaves the gauges, Cleanup's reclaim is counted.
-    c.remove(req::remove("top")).await.unwrap();
-    c.cleanup(req::cleanup()).await.unwrap();
+    c.remove("top").await.unwrap();
+    c.cleanup().await.unwrap();
     let text = scrape(port);
     let v = |series: &str| value(&text, series);
     assert_eq!(

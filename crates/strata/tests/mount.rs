@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{Daemon, req, writable_dir};
+use common::{Daemon, no_labels, writable_dir};
 
 /// Runs `strata ARGS --address <socket>` (or without `--address` for `umount`).
 fn strata(d: Option<&Daemon>, args: &[&str]) -> Output {
@@ -72,16 +72,11 @@ fn require_root() {
 async fn mount_chain(layers: usize) {
     require_root();
     let d = Daemon::start("overlay");
-    let mut c = d.client().await;
+    let c = d.client().await;
     let mut parent = String::new();
     for i in 0..layers {
         let key = format!("active-{i}");
-        let mounts = c
-            .prepare(req::prepare(&key, &parent))
-            .await
-            .unwrap()
-            .into_inner()
-            .mounts;
+        let mounts = c.prepare(&key, &parent, no_labels()).await.unwrap();
         let dir = writable_dir(&mounts);
         std::fs::write(
             dir.join(format!("layer-{i}")),
@@ -90,15 +85,10 @@ async fn mount_chain(layers: usize) {
         .unwrap();
         std::fs::write(dir.join("top-file"), format!("{i}")).unwrap();
         let name = format!("layer-{i}");
-        c.commit(req::commit(&name, &key)).await.unwrap();
+        c.commit(&name, &key, no_labels(), None).await.unwrap();
         parent = name;
     }
-    let mounts = c
-        .prepare(req::prepare("container", &parent))
-        .await
-        .unwrap()
-        .into_inner()
-        .mounts;
+    let mounts = c.prepare("container", &parent, no_labels()).await.unwrap();
     let lower = mounts[0]
         .options
         .iter()
@@ -167,17 +157,12 @@ async fn mount_binds_and_errors() {
     require_root();
     for backend in common::BACKENDS {
         let d = Daemon::start(backend);
-        let mut c = d.client().await;
-        let mounts = c
-            .prepare(req::prepare("base-a", ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .mounts;
+        let c = d.client().await;
+        let mounts = c.prepare("base-a", "", no_labels()).await.unwrap();
         std::fs::write(writable_dir(&mounts).join("f"), b"base").unwrap();
-        c.commit(req::commit("base", "base-a")).await.unwrap();
-        c.view(req::view("v", "base")).await.unwrap();
-        c.prepare(req::prepare("rw", "")).await.unwrap();
+        c.commit("base", "base-a", no_labels(), None).await.unwrap();
+        c.view("v", "base", no_labels()).await.unwrap();
+        c.prepare("rw", "", no_labels()).await.unwrap();
 
         let target = d.dir.path().join("mnt");
         std::fs::create_dir(&target).unwrap();

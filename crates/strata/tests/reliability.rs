@@ -8,8 +8,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{BACKENDS, Daemon, names, req, writable_dir};
-use tonic::Code;
+use common::{BACKENDS, Daemon, labels, names, no_labels, writable_dir};
+use strata_grpc::client::{Client, Code};
 
 /// Whether a status is one of the contract's answers (not an internal failure).
 fn contract_code(code: Code) -> bool {
@@ -28,15 +28,17 @@ async fn sixteen_clients_ten_thousand_operations() {
     const OPS: usize = 10_000 / CLIENTS;
     for backend in BACKENDS {
         let mut d = Daemon::start(backend);
-        let mut c = d.client().await;
+        let c = d.client().await;
         for p in 0..4 {
-            c.prepare(req::prepare(&format!("parent-{p}-a"), ""))
+            c.prepare(&format!("parent-{p}-a"), "", no_labels())
                 .await
                 .unwrap();
-            c.commit(req::commit(
+            c.commit(
                 &format!("parent-{p}"),
                 &format!("parent-{p}-a"),
-            ))
+                no_labels(),
+                None,
+            )
             .await
             .unwrap();
         }
@@ -44,7 +46,7 @@ async fn sixteen_clients_ten_thousand_operations() {
         for client in 0..CLIENTS {
             let socket = d.socket.clone();
             tasks.push(tokio::spawn(async move {
-                let mut c = strata_grpc::client::connect(&socket).await.unwrap();
+                let c = Client::connect(&socket).await.unwrap();
                 // Keys this client owns: their final state is exactly known.
                 let mut mine: BTreeMap<String, bool> = BTreeMap::new();
                 let mut contract_errors = 0usize;
@@ -58,39 +60,35 @@ async fn sixteen_clients_ten_thousand_operations() {
                     let parent = format!("parent-{}", x % 4);
                     let result = match (x >> 8) % 10 {
                         0 | 1 => c
-                            .prepare(req::prepare(&own, &parent))
+                            .prepare(&own, &parent, no_labels())
                             .await
                             .map(|_| mine.insert(own.clone(), true))
                             .map(drop),
                         2 => c
-                            .view(req::view(&own, &parent))
+                            .view(&own, &parent, no_labels())
                             .await
                             .map(|_| mine.insert(own.clone(), true))
                             .map(drop),
                         3 => c
-                            .remove(req::remove(&own))
+                            .remove(&own)
                             .await
                             .map(|_| mine.insert(own.clone(), false))
                             .map(drop),
-                        4 => c.prepare(req::prepare(&shared, &parent)).await.map(drop),
-                        5 => c.remove(req::remove(&shared)).await.map(drop),
-                        6 => c.stat(req::stat(&shared)).await.map(drop),
-                        7 => c.remove(req::remove(&parent)).await.map(drop),
+                        4 => c.prepare(&shared, &parent, no_labels()).await.map(drop),
+                        5 => c.remove(&shared).await.map(drop),
+                        6 => c.stat(&shared).await.map(drop),
+                        7 => c.remove(&parent).await.map(drop),
                         8 => c
-                            .update(req::update(
-                                &own,
-                                req::labels(&[("i", &i.to_string())]),
-                                &[],
-                            ))
+                            .update(&own, labels(&[("i", &i.to_string())]), &[])
                             .await
                             .map(drop),
                         _ => {
                             let name = format!("{own}-c{i}");
-                            match c.commit(req::commit(&name, &own)).await {
+                            match c.commit(&name, &own, no_labels(), None).await {
                                 Ok(_) => {
                                     mine.insert(own.clone(), false);
                                     mine.insert(name.clone(), true);
-                                    c.remove(req::remove(&name))
+                                    c.remove(&name)
                                         .await
                                         .map(|_| mine.insert(name, false))
                                         .map(drop)
@@ -121,7 +119,7 @@ async fn sixteen_clients_ten_thousand_operations() {
                     .map(|(k, _)| k),
             );
         }
-        let infos = common::list_all(&mut c, &[]).await;
+        let infos = common::list_all(&c, &[]).await;
         let listed: BTreeSet<String> = infos.iter().map(|i| i.name.clone()).collect();
         for info in &infos {
             assert!(
@@ -141,11 +139,9 @@ async fn sixteen_clients_ten_thousand_operations() {
             "{backend}: final state vs acknowledged operations"
         );
         for key in listed.iter().filter(|k| k.starts_with("shared-")) {
-            c.stat(req::stat(key))
-                .await
-                .expect("listed snapshots can be stat'ed");
+            c.stat(key).await.expect("listed snapshots can be stat'ed");
         }
-        c.cleanup(req::cleanup()).await.unwrap();
+        c.cleanup().await.unwrap();
         d.stop();
         d.assert_disk_matches_metadata(backend);
         eprintln!(
@@ -164,20 +160,15 @@ async fn slow_operations_do_not_stall_others() {
     for point in ["usage-walk", "commit-walk", "cleanup-remove"] {
         let mut d = Daemon::start("overlay");
         let pause_file = d.dir.path().join("hold");
-        let mut c = d.client().await;
-        let m = c
-            .prepare(req::prepare("slow", ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .mounts;
+        let c = d.client().await;
+        let m = c.prepare("slow", "", no_labels()).await.unwrap();
         let dir = writable_dir(&m);
         for i in 0..200 {
             std::fs::write(dir.join(format!("f{i}")), b"x").unwrap();
         }
         if point == "cleanup-remove" {
-            c.prepare(req::prepare("big", "")).await.unwrap();
-            c.remove(req::remove("big")).await.unwrap();
+            c.prepare("big", "", no_labels()).await.unwrap();
+            c.remove("big").await.unwrap();
         }
         d.stop();
         std::fs::write(&pause_file, b"").unwrap();
@@ -188,29 +179,29 @@ async fn slow_operations_do_not_stall_others() {
         d.restart();
         let socket = d.socket.clone();
         let slow = tokio::spawn(async move {
-            let mut c = strata_grpc::client::connect(&socket).await.unwrap();
+            let c = Client::connect(&socket).await.unwrap();
             match point {
-                "usage-walk" => c
-                    .usage(req::usage("slow"))
+                "usage-walk" => c.usage("slow").await.map(|u| u.inodes),
+                "commit-walk" => c
+                    .commit("slow-done", "slow", no_labels(), None)
                     .await
-                    .map(|u| u.into_inner().inodes),
-                "commit-walk" => c.commit(req::commit("slow-done", "slow")).await.map(|_| 0),
-                _ => c.cleanup(req::cleanup()).await.map(|_| 0),
+                    .map(|_| 0),
+                _ => c.cleanup().await.map(|_| 0),
             }
         });
         d.wait_for_stderr(&format!("pause point {point:?} reached"));
-        let mut c = d.client().await;
+        let c = d.client().await;
         for i in 0..20 {
             let k = format!("k{i}");
-            c.prepare(req::prepare(&format!("{k}-a"), ""))
+            c.prepare(&format!("{k}-a"), "", no_labels()).await.unwrap();
+            c.commit(&k, &format!("{k}-a"), no_labels(), None)
                 .await
                 .unwrap();
-            c.commit(req::commit(&k, &format!("{k}-a"))).await.unwrap();
-            c.stat(req::stat(&k)).await.unwrap();
-            c.view(req::view(&format!("{k}-v"), &k)).await.unwrap();
-            c.remove(req::remove(&format!("{k}-v"))).await.unwrap();
+            c.stat(&k).await.unwrap();
+            c.view(&format!("{k}-v"), &k, no_labels()).await.unwrap();
+            c.remove(&format!("{k}-v")).await.unwrap();
         }
-        assert!(names(&mut c, &[]).await.len() >= 20);
+        assert!(names(&c, &[]).await.len() >= 20);
         assert!(
             !slow.is_finished(),
             "{point}: the held operation finished early; the test proves nothing"
@@ -241,10 +232,13 @@ async fn expired_deadline_changes_nothing() {
             ("RUST_LOG".into(), "strata_grpc=debug".into()),
         ];
         d.restart();
-        let mut c = d.client().await;
-        let mut request = tonic::Request::new(req::prepare("late", ""));
-        request.set_timeout(Duration::from_millis(300));
-        let status = c.prepare(request).await.unwrap_err();
+        let c = d.client().await;
+        let status = c
+            .clone()
+            .with_timeout(Duration::from_millis(300))
+            .prepare("late", "", no_labels())
+            .await
+            .unwrap_err();
         assert!(
             matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled),
             "{status:?}"
@@ -264,7 +258,7 @@ async fn expired_deadline_changes_nothing() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         assert_eq!(
-            c.stat(req::stat("late")).await.unwrap_err().code(),
+            c.stat("late").await.unwrap_err().code(),
             Code::NotFound,
             "{backend}"
         );
@@ -273,7 +267,7 @@ async fn expired_deadline_changes_nothing() {
             "{backend}: {:?}",
             d.snapshot_dirs()
         );
-        c.prepare(req::prepare("late", ""))
+        c.prepare("late", "", no_labels())
             .await
             .expect("the key is free");
     }
@@ -290,7 +284,7 @@ async fn soak_keeps_descriptors_and_memory_flat() {
         .unwrap_or(400);
     let d = Daemon::start("overlay");
     let pid = d.pid();
-    let mut c = d.client().await;
+    let c = d.client().await;
     let fds = || {
         std::fs::read_dir(format!("/proc/{pid}/fd"))
             .unwrap()
@@ -311,27 +305,24 @@ async fn soak_keeps_descriptors_and_memory_flat() {
     let mut baseline = None;
     for i in 0..cycles {
         let k = format!("soak-{i}");
-        let m = c
-            .prepare(req::prepare(&format!("{k}-a"), ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .mounts;
+        let m = c.prepare(&format!("{k}-a"), "", no_labels()).await.unwrap();
         std::fs::write(writable_dir(&m).join("f"), b"data").unwrap();
-        c.commit(req::commit(&k, &format!("{k}-a"))).await.unwrap();
-        c.view(req::view(&format!("{k}-v"), &k)).await.unwrap();
-        c.usage(req::usage(&k)).await.unwrap();
-        names(&mut c, &["labels.none==x"]).await;
-        c.remove(req::remove(&format!("{k}-v"))).await.unwrap();
-        c.remove(req::remove(&k)).await.unwrap();
+        c.commit(&k, &format!("{k}-a"), no_labels(), None)
+            .await
+            .unwrap();
+        c.view(&format!("{k}-v"), &k, no_labels()).await.unwrap();
+        c.usage(&k).await.unwrap();
+        names(&c, &["labels.none==x"]).await;
+        c.remove(&format!("{k}-v")).await.unwrap();
+        c.remove(&k).await.unwrap();
         if i % 50 == 49 {
-            c.cleanup(req::cleanup()).await.unwrap();
+            c.cleanup().await.unwrap();
         }
         if i == cycles / 4 {
             baseline = Some((fds(), rss_kib()));
         }
     }
-    c.cleanup(req::cleanup()).await.unwrap();
+    c.cleanup().await.unwrap();
     let (fds0, rss0) = baseline.unwrap();
     let (fds1, rss1) = (fds(), rss_kib());
     eprintln!("soak: {cycles} cycles; fds {fds0} -> {fds1}; rss {rss0} KiB -> {rss1} KiB");

@@ -2,6 +2,7 @@
 
 use strata_core::snapshot::Labels;
 use strata_core::{Info, Kind};
+use strata_grpc::client::Code;
 
 use super::args::*;
 use super::mounts::{MountJson, command_line, too_long_for_mount2};
@@ -9,7 +10,7 @@ use super::render::{
     InfoJson, UsageReport, UsageRow, UsageTotal, info_text, json, labels_text, ls_table,
     usage_table,
 };
-use super::rpc::{Client, Context, rpc_error};
+use super::rpc::{Context, connect, update_labels};
 use super::{CliError, mounts, tree};
 
 /// Runs `command`; returns what it prints on success.
@@ -35,9 +36,14 @@ pub async fn run(command: ClientCommand) -> Result<String, CliError> {
 }
 
 async fn ls(a: LsArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
-    let filters: Vec<String> = a.filters.into_iter().chain(a.more_filters).collect();
-    let infos = client.list(filters).await.what(|| "ls".into())?;
+    let client = connect(&a.client).await?;
+    let filters: Vec<&str> = a
+        .filters
+        .iter()
+        .chain(&a.more_filters)
+        .map(String::as_str)
+        .collect();
+    let infos = client.list(&filters).await.what(|| "ls".into())?;
     Ok(if a.json.json {
         json(&infos.iter().map(InfoJson::from).collect::<Vec<_>>())
     } else {
@@ -46,8 +52,8 @@ async fn ls(a: LsArgs) -> Result<String, CliError> {
 }
 
 async fn tree(a: TreeArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
-    let infos = client.list(Vec::new()).await.what(|| "tree".into())?;
+    let client = connect(&a.client).await?;
+    let infos = client.list(&[]).await.what(|| "tree".into())?;
     let roots = tree::build(&infos);
     Ok(if a.json.json {
         json(&roots)
@@ -57,7 +63,7 @@ async fn tree(a: TreeArgs) -> Result<String, CliError> {
 }
 
 async fn info(a: KeyArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     let info = client
         .stat(&a.key)
         .await
@@ -70,7 +76,7 @@ async fn info(a: KeyArgs) -> Result<String, CliError> {
 }
 
 async fn usage(a: UsageArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     if let Some(key) = &a.key {
         let usage = client.usage(key).await.what(|| format!("usage {key}"))?;
         let row = UsageRow::new(key, None, usage);
@@ -80,15 +86,15 @@ async fn usage(a: UsageArgs) -> Result<String, CliError> {
             usage_table(&[row], None, a.bytes)
         });
     }
-    let infos = client.list(Vec::new()).await.what(|| "usage".into())?;
+    let infos = client.list(&[]).await.what(|| "usage".into())?;
     let mut rows = Vec::with_capacity(infos.len());
     let mut total = UsageTotal::default();
     for info in &infos {
         let usage = match client.usage(&info.name).await {
             Ok(u) => u,
             // Removed since the listing: not an error, just no longer there.
-            Err(s) if s.code() == tonic::Code::NotFound => continue,
-            Err(s) => return Err(rpc_error(format!("usage {}", info.name), &s)),
+            Err(e) if e.code() == Code::NotFound => continue,
+            Err(e) => return Err(e).what(|| format!("usage {}", info.name)),
         };
         total.snapshots += 1;
         total.size += usage.size;
@@ -119,7 +125,7 @@ fn parse_labels(args: &[String]) -> Result<Labels, CliError> {
 
 async fn create(kind: Kind, a: CreateArgs) -> Result<String, CliError> {
     let labels = parse_labels(&a.labels)?;
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     let (verb, result) = if kind == Kind::View {
         ("view", client.view(&a.key, &a.parent, labels).await)
     } else {
@@ -135,16 +141,16 @@ async fn create(kind: Kind, a: CreateArgs) -> Result<String, CliError> {
 
 async fn commit(a: CommitArgs) -> Result<String, CliError> {
     let labels = parse_labels(&a.labels)?;
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     client
-        .commit(&a.name, &a.key, labels)
+        .commit(&a.name, &a.key, labels, None)
         .await
         .what(|| format!("commit {} {}", a.name, a.key))?;
     Ok(String::new())
 }
 
 async fn rm(a: RmArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     if let [key] = a.keys.as_slice() {
         client.remove(key).await.what(|| format!("rm {key}"))?;
         return Ok(String::new());
@@ -168,9 +174,8 @@ async fn rm(a: RmArgs) -> Result<String, CliError> {
 
 async fn label(a: LabelArgs) -> Result<String, CliError> {
     let changes = parse_labels(&a.labels)?;
-    let mut client = Client::connect(&a.client).await?;
-    let info: Info = client
-        .update_labels(&a.key, changes)
+    let client = connect(&a.client).await?;
+    let info: Info = update_labels(&client, &a.key, changes)
         .await
         .what(|| format!("label {}", a.key))?;
     Ok(if a.json.json {
@@ -196,7 +201,7 @@ fn mount_lines(mounts: &[strata_core::Mount], target: &str) -> String {
 }
 
 async fn mounts(a: MountsArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     let mounts = client
         .mounts(&a.key)
         .await
@@ -219,13 +224,13 @@ async fn mounts(a: MountsArgs) -> Result<String, CliError> {
 }
 
 async fn cleanup(a: CleanupArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     client.cleanup().await.what(|| "cleanup".into())?;
     Ok(String::new())
 }
 
 async fn mount(a: MountArgs) -> Result<String, CliError> {
-    let mut client = Client::connect(&a.client).await?;
+    let client = connect(&a.client).await?;
     let list = client
         .mounts(&a.key)
         .await

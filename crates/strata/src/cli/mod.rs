@@ -17,8 +17,6 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use strata_grpc::status::code_name;
-
 pub use args::{ClientArgs, ClientCommand};
 
 /// Why a client subcommand failed.
@@ -33,14 +31,12 @@ pub enum CliError {
         reason: String,
     },
     /// The daemon refused or failed a request.
-    #[error("{what}: {}: {message}", code_name(*code))]
+    #[error("{what}: {source}")]
     Rpc {
         /// What was asked (`info base`).
         what: String,
-        /// The gRPC code.
-        code: tonic::Code,
-        /// The daemon's message.
-        message: String,
+        /// The failure, with its gRPC code and the daemon's message.
+        source: strata_grpc::client::Error,
     },
     /// A mount or an unmount failed.
     #[error(transparent)]

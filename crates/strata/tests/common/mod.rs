@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use strata_grpc::client::{SnapshotsClient, connect};
-use strata_grpc::proto::snapshots as pb;
-use tonic::transport::Channel;
+use strata_core::snapshot::Labels;
+use strata_core::{Info, Mount};
+use strata_grpc::client::{self, Client, Code};
 
 /// Both backends, for tests that must hold for each.
 pub const BACKENDS: &[&str] = &["overlay", "native"];
@@ -222,9 +222,9 @@ impl Daemon {
         assert!(status.success(), "strata exited with {status} on SIGTERM");
     }
 
-    /// A client connected to the daemon.
-    pub async fn client(&self) -> SnapshotsClient<Channel> {
-        connect(&self.socket).await.expect("connect")
+    /// A client connected to the daemon, addressing its default backend.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.socket).await.expect("connect")
     }
 
     /// The backend's snapshot directory.
@@ -264,9 +264,9 @@ impl Drop for Daemon {
 }
 
 /// The directory a snapshot's mounts write into: the bind source, or the overlay upperdir.
-pub fn writable_dir(mounts: &[strata_grpc::proto::types::Mount]) -> PathBuf {
+pub fn writable_dir(mounts: &[Mount]) -> PathBuf {
     let m = &mounts[0];
-    if m.r#type == "bind" {
+    if m.kind == "bind" {
         return PathBuf::from(&m.source);
     }
     let upper = m
@@ -277,123 +277,28 @@ pub fn writable_dir(mounts: &[strata_grpc::proto::types::Mount]) -> PathBuf {
     PathBuf::from(upper)
 }
 
-/// Helpers for requests.
-pub mod req {
-    use super::*;
-    use std::collections::BTreeMap;
-
-    pub fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    pub fn prepare(key: &str, parent: &str) -> pb::PrepareSnapshotRequest {
-        pb::PrepareSnapshotRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-            parent: parent.into(),
-            labels: BTreeMap::new(),
-        }
-    }
-
-    pub fn view(key: &str, parent: &str) -> pb::ViewSnapshotRequest {
-        pb::ViewSnapshotRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-            parent: parent.into(),
-            labels: BTreeMap::new(),
-        }
-    }
-
-    pub fn commit(name: &str, key: &str) -> pb::CommitSnapshotRequest {
-        pb::CommitSnapshotRequest {
-            snapshotter: String::new(),
-            name: name.into(),
-            key: key.into(),
-            labels: BTreeMap::new(),
-            parent: String::new(),
-        }
-    }
-
-    pub fn stat(key: &str) -> pb::StatSnapshotRequest {
-        pb::StatSnapshotRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-        }
-    }
-
-    pub fn remove(key: &str) -> pb::RemoveSnapshotRequest {
-        pb::RemoveSnapshotRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-        }
-    }
-
-    pub fn mounts(key: &str) -> pb::MountsRequest {
-        pb::MountsRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-        }
-    }
-
-    pub fn usage(key: &str) -> pb::UsageRequest {
-        pb::UsageRequest {
-            snapshotter: String::new(),
-            key: key.into(),
-        }
-    }
-
-    pub fn list(filters: &[&str]) -> pb::ListSnapshotsRequest {
-        pb::ListSnapshotsRequest {
-            snapshotter: String::new(),
-            filters: filters.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    pub fn update(
-        key: &str,
-        labels: BTreeMap<String, String>,
-        paths: &[&str],
-    ) -> pb::UpdateSnapshotRequest {
-        pb::UpdateSnapshotRequest {
-            snapshotter: String::new(),
-            info: Some(pb::Info {
-                name: key.into(),
-                labels,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: paths.iter().map(|s| s.to_string()).collect(),
-            }),
-        }
-    }
-
-    pub fn cleanup() -> pb::CleanupRequest {
-        pb::CleanupRequest {
-            snapshotter: String::new(),
-        }
-    }
+/// Labels from `(key, value)` pairs.
+pub fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
-/// Every snapshot's (name, kind, parent, labels) from List, sorted by name.
-pub async fn list_all(client: &mut SnapshotsClient<Channel>, filters: &[&str]) -> Vec<pb::Info> {
-    let mut stream = client
-        .list(req::list(filters))
-        .await
-        .expect("list")
-        .into_inner();
-    let mut infos = Vec::new();
-    while let Some(batch) = stream.message().await.expect("list stream") {
-        infos.extend(batch.info);
-    }
+/// No labels.
+pub fn no_labels() -> Labels {
+    Labels::new()
+}
+
+/// Every snapshot's info from List with `filters`, sorted by name.
+pub async fn list_all(client: &Client, filters: &[&str]) -> Vec<Info> {
+    let mut infos = client.list(filters).await.expect("list");
     infos.sort_by(|a, b| a.name.cmp(&b.name));
     infos
 }
 
 /// Names from [`list_all`].
-pub async fn names(client: &mut SnapshotsClient<Channel>, filters: &[&str]) -> Vec<String> {
+pub async fn names(client: &Client, filters: &[&str]) -> Vec<String> {
     list_all(client, filters)
         .await
         .into_iter()
@@ -404,4 +309,61 @@ pub async fn names(client: &mut SnapshotsClient<Channel>, filters: &[&str]) -> V
 /// Whether `path` exists.
 pub fn exists(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok()
+}
+
+/// What requests that must change nothing are checked against: the store (every snapshot's
+/// info, from List) and the disk (the backend's snapshot directories).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Footprint {
+    infos: Vec<Info>,
+    dirs: Vec<String>,
+}
+
+/// A request that must be refused: what it was, the codes containerd's contract allows for
+/// it, and what the daemon answered.
+pub type Refusal<'a> = (&'a str, &'a [Code], Result<(), client::Error>);
+
+impl Daemon {
+    /// The store and the disk as they are now, seen through `client`.
+    pub async fn footprint(&self, client: &Client) -> Footprint {
+        Footprint {
+            infos: list_all(client, &[]).await,
+            dirs: self.snapshot_dirs(),
+        }
+    }
+
+    /// The "refused request changes nothing" check: each of `refusals` failed with one of
+    /// its codes and a message that says what is wrong, and together they left the store and
+    /// the disk exactly as `before`. Returns how many refusals were checked.
+    pub async fn assert_refused_without_side_effects(
+        &self,
+        client: &Client,
+        before: &Footprint,
+        refusals: Vec<Refusal<'_>>,
+    ) -> usize {
+        let backend = &self.backend;
+        let checked = refusals.len();
+        for (what, codes, result) in refusals {
+            let error = result.expect_err(what);
+            assert!(
+                codes.contains(&error.code()),
+                "{backend}: {what}: got {error}"
+            );
+            // tonic's router answers an unknown method with the bare code, as gRPC servers do.
+            assert!(
+                !error.message().is_empty() || error.code() == Code::Unimplemented,
+                "{backend}: {what}: the error says nothing"
+            );
+        }
+        let after = self.footprint(client).await;
+        assert_eq!(
+            after.infos, before.infos,
+            "{backend}: refused requests changed the store"
+        );
+        assert_eq!(
+            after.dirs, before.dirs,
+            "{backend}: refused requests changed the disk"
+        );
+        checked
+    }
 }

@@ -1,13 +1,21 @@
 //! Request decoding and handling on arbitrary input (the stable-toolchain twin of the
 //! cargo-fuzz target `fuzz/fuzz_targets/request_decode.rs`): any bytes that decode as a
 //! request, and any structured request with hostile strings, go through the real service
-//! in-process and get either success or a contract error — never a panic, never `Internal`.
+//! in-process, over both real backends, and get either success or a contract error — never a
+//! panic, never `Internal`.
+//!
+//! It lives with the adapter because it speaks the wire types, which nothing outside this
+//! crate sees; the daemon-level hostile suite (`crates/strata/tests/hostile.rs`) drives the
+//! real binary through the typed client and `strata_grpc::raw`.
 
 use std::sync::{Arc, OnceLock};
 
 use proptest::prelude::*;
 use prost::Message;
-use strata::config::Config;
+use strata_backend::native::Native;
+use strata_backend::overlay::{Overlay, OverlayOptions};
+use strata_backend::{Engine, EngineOptions};
+use strata_core::Snapshotter;
 use strata_grpc::backends::Backends;
 use strata_grpc::proto::snapshots as pb;
 use strata_grpc::proto::snapshots::snapshots_server::Snapshots;
@@ -24,13 +32,15 @@ fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            root: dir.path().join("root"),
-            ..Config::default()
-        };
-        let backends = Arc::new(Backends::new(
-            strata::daemon::open_backends(&config).unwrap(),
-        ));
+        let root = dir.path().join("root");
+        let overlay = Overlay::new(&root.join("overlay"), OverlayOptions::probe(Vec::new()))
+            .expect("overlay driver");
+        let (overlay, _) = Engine::open(&root.join("overlay"), overlay, EngineOptions::default())
+            .expect("overlay backend");
+        let (native, _) = Engine::open(&root.join("native"), Native, EngineOptions::default())
+            .expect("native backend");
+        let backends: Vec<Arc<dyn Snapshotter>> = vec![Arc::new(overlay), Arc::new(native)];
+        let backends = Arc::new(Backends::new(backends));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .build()
