@@ -3,7 +3,7 @@
 //! ([`Info`], [`Mount`], [`Usage`], [`Labels`]), failing with a typed [`Error`] that carries
 //! the gRPC code.
 //!
-//! Wire types stay behind it; only [`crate::raw`] puts arbitrary bytes on the wire.
+//! Wire types stay behind it; only the `raw` module puts arbitrary bytes on the wire.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

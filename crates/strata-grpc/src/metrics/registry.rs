@@ -59,7 +59,7 @@ pub(super) struct Measured {
 }
 
 /// The daemon's metrics: recorded by the service as requests complete, rendered on scrape
-/// (see [`super::render`]).
+/// (by the `scrape` module, which also reads the backends).
 #[derive(Debug, Default)]
 pub struct Metrics {
     /// `(op, backend)` → latency histogram.
