@@ -24,7 +24,7 @@ use strata_meta::Snapshot;
 use strata_sys::btrfs::{self, QuotaStatus};
 
 use crate::layout::Layout;
-use crate::{Driver, LimitPolicy};
+use crate::{Driver, LimitPolicy, OpenError};
 
 /// What the daemon does about btrfs quotas at start-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -60,16 +60,14 @@ impl Btrfs {
     /// A btrfs driver for a backend root at `root` (created if absent). Refuses a root that
     /// is not on btrfs, enables quotas as `options.quota` says, and refuses a default limit
     /// while quotas are off (every Prepare would fail).
-    pub fn new(root: &Path, options: BtrfsOptions) -> Result<Btrfs> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io("mkdir", root, e))?;
-        let fs = strata_sys::fsinfo::fs_type(root).map_err(|e| Error::io("statfs", root, e))?;
+    pub fn new(root: &Path, options: BtrfsOptions) -> Result<Btrfs, OpenError> {
+        std::fs::create_dir_all(root).map_err(|e| OpenError::io("mkdir", root, e))?;
+        let fs = strata_sys::fsinfo::fs_type(root).map_err(|e| OpenError::io("statfs", root, e))?;
         if fs.magic != btrfs::BTRFS_MAGIC {
-            return Err(Error::InvalidArgument(format!(
-                "the btrfs backend needs its root on a btrfs filesystem, and {} is on {fs}: \
-                 mount a btrfs filesystem there (or at a parent of it), or use the overlay or \
-                 native backend",
-                root.display()
-            )));
+            return Err(OpenError::NotBtrfs {
+                path: root.to_owned(),
+                filesystem: fs.to_string(),
+            });
         }
         let status = quota_status(root)?;
         let wanted = match options.quota {
@@ -78,17 +76,14 @@ impl Btrfs {
             QuotaSetting::Simple => Some(true),
         };
         if let (QuotaStatus::Off, Some(simple)) = (status, wanted) {
-            btrfs::enable_quota(root, simple).map_err(|e| Error::io("enable quota", root, e))?;
+            btrfs::enable_quota(root, simple)
+                .map_err(|e| OpenError::io("enable quota", root, e))?;
             tracing::info!(root = %root.display(), simple, "enabled btrfs quotas");
         }
         if options.default_max_size.is_some() && quota_status(root)? == QuotaStatus::Off {
-            return Err(Error::InvalidArgument(format!(
-                "a default size limit needs btrfs quotas, which are off on {}: set \
-                 `quota = \"simple\"` or `quota = \"qgroups\"` in the [btrfs] configuration, or \
-                 run `btrfs quota enable {}`",
-                root.display(),
-                root.display()
-            )));
+            return Err(OpenError::QuotasOff {
+                path: root.to_owned(),
+            });
         }
         Ok(Btrfs {
             options,

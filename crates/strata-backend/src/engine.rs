@@ -26,8 +26,8 @@ use strata_core::{
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
 
-use crate::Driver;
 use crate::layout::{Entry, Layout, TEMP_PREFIX};
+use crate::{Driver, OpenError};
 
 /// Longest key or name accepted, in bytes. containerd's own keys stay under a few hundred
 /// bytes (`<namespace>/<n>/<digest>`); the limit keeps hostile requests from bloating the
@@ -84,7 +84,11 @@ impl<D: Driver> Engine<D> {
     /// Opens the backend rooted at `root` (created 0700 if absent), then recovers from
     /// whatever a crash left: removes half-built directories, makes sure no id found on disk
     /// is handed out again, and counts orphans and missing directories.
-    pub fn open(root: &Path, driver: D, options: EngineOptions) -> Result<(Engine<D>, Recovery)> {
+    pub fn open(
+        root: &Path,
+        driver: D,
+        options: EngineOptions,
+    ) -> Result<(Engine<D>, Recovery), OpenError> {
         let layout = Layout::new(root);
         create_private_dir(root)?;
         create_private_dir(layout.snapshots())?;

@@ -13,10 +13,12 @@ mod engine;
 mod layout;
 pub mod limits;
 pub mod native;
+mod open_error;
 pub mod overlay;
 
 pub use engine::{Engine, EngineOptions, Recovery};
 pub use layout::{Entry, Layout};
+pub use open_error::OpenError;
 
 use std::path::Path;
 

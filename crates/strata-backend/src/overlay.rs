@@ -8,8 +8,8 @@ use std::path::Path;
 use strata_core::{Error, Kind, Mount, Result};
 use strata_meta::Snapshot;
 
-use crate::Driver;
 use crate::layout::Layout;
+use crate::{Driver, OpenError};
 
 /// Mount-related settings, probed at start-up or configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,16 +43,14 @@ pub struct Overlay {
 impl Overlay {
     /// An overlay driver for a root on `root`: refuses a filesystem without `d_type`, on
     /// which overlayfs misbehaves.
-    pub fn new(root: &Path, options: OverlayOptions) -> Result<Overlay> {
-        std::fs::create_dir_all(root).map_err(|e| Error::io("mkdir", root, e))?;
+    pub fn new(root: &Path, options: OverlayOptions) -> Result<Overlay, OpenError> {
+        std::fs::create_dir_all(root).map_err(|e| OpenError::io("mkdir", root, e))?;
         let d_type = strata_sys::probe::supports_d_type(root)
-            .map_err(|e| Error::io("d_type probe", root, e))?;
+            .map_err(|e| OpenError::io("d_type probe", root, e))?;
         if !d_type {
-            return Err(Error::InvalidArgument(format!(
-                "{} does not support d_type; overlayfs needs it. If the backing filesystem is \
-                 xfs, reformat it with ftype=1",
-                root.display()
-            )));
+            return Err(OpenError::NoDType {
+                path: root.to_owned(),
+            });
         }
         Ok(Overlay { options })
     }

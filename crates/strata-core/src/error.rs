@@ -1,10 +1,12 @@
 //! The one error type of the snapshotter contract.
 //!
-//! Each variant corresponds to exactly one gRPC code (the mapping lives in `strata-grpc`), and
-//! containerd's garbage collector and unpacker branch on those codes, so which variant an
-//! operation returns is part of its contract.
+//! Each variant corresponds to one gRPC code (the mapping lives in `strata-grpc`; an I/O
+//! error, in the filesystem or under the store, maps by its kind), and containerd's garbage
+//! collector and unpacker branch on those codes, so which variant an operation returns is part
+//! of its contract.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use crate::filter::FilterError;
 
@@ -39,14 +41,16 @@ pub enum Error {
     /// A List filter could not be parsed. gRPC `InvalidArgument`.
     #[error("invalid filter: {0}")]
     Filter(#[from] FilterError),
-    /// The request names a snapshotter this daemon does not serve. gRPC `NotFound`, as
-    /// containerd's own snapshots service answers.
-    #[error("snapshotter {0:?} not loaded")]
+    /// The request names a snapshotter this daemon does not serve. gRPC `InvalidArgument`,
+    /// as containerd's own snapshots service answers.
+    #[error("snapshotter not loaded: {0}")]
     UnknownSnapshotter(String),
-    /// The metadata store failed. gRPC `Internal`.
+    /// The metadata store failed. gRPC `Internal`, or `ResourceExhausted` when its disk is
+    /// full or over quota.
     #[error("metadata store: {0}")]
-    Store(String),
-    /// A filesystem operation failed. gRPC `Internal` (or `ResourceExhausted` for ENOSPC).
+    Store(#[from] StoreError),
+    /// A filesystem operation failed. gRPC `Internal`, or `ResourceExhausted` when the disk
+    /// is full or over quota.
     #[error("{op} {path}: {source}")]
     Io {
         /// What was being done, e.g. `mkdir` or `rename`.
@@ -68,6 +72,81 @@ pub enum Error {
     Closed,
 }
 
+/// How the metadata store failed, keeping what a caller can act on: the I/O error's kind and
+/// errno, damage, another process holding the store, a newer schema, a rolled-back batch.
+/// Cloneable, because one failed commit answers every operation in its batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// An I/O error under the store (a full disk, an exceeded quota, EIO).
+    #[error("{context}: {source}")]
+    Io {
+        /// What the store was doing, e.g. `committing metadata`.
+        context: String,
+        /// The OS error, kind and errno intact.
+        source: Arc<std::io::Error>,
+    },
+    /// The file is not a store, or part of it (a page, a record) is damaged.
+    #[error("{context}: {detail}")]
+    Corrupted {
+        /// What was being read, e.g. `record of snapshot "a"`.
+        context: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Another process has the store open.
+    #[error("metadata store {} is already open by another process", path.display())]
+    AlreadyOpen {
+        /// The store's file.
+        path: PathBuf,
+    },
+    /// A newer Strata wrote the store, in a layout this one cannot read.
+    #[error(
+        "metadata store {} has schema version {found}, this Strata reads version {supported}: \
+         run the Strata release that wrote it",
+        path.display()
+    )]
+    NewerSchema {
+        /// The store's file.
+        path: PathBuf,
+        /// The version the file records.
+        found: u64,
+        /// The version this build reads and writes.
+        supported: u64,
+    },
+    /// The operation itself was sound, but another operation in its group commit failed after
+    /// writing, so the whole batch was rolled back. Retrying is safe.
+    #[error("the transaction was rolled back because an operation in it failed part-way")]
+    RolledBack,
+    /// The group commit carrying this write panicked before answering it.
+    #[error("the batch carrying this write failed")]
+    BatchFailed,
+    /// An earlier I/O error left the store unusable until it is reopened (redb's rule).
+    #[error("{context}: an earlier I/O error left the store unusable; restart the daemon")]
+    Unusable {
+        /// What the store was doing.
+        context: String,
+    },
+    /// The store refused an operation in a way only a bug in Strata explains (a table opened
+    /// with the wrong types, a value too large for a page).
+    #[error("{context}: {detail}")]
+    Bug {
+        /// What the store was doing.
+        context: String,
+        /// What it said.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// The kind of the I/O error under this one, if an I/O error caused it.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            StoreError::Io { source, .. } => Some(source.kind()),
+            _ => None,
+        }
+    }
+}
+
 impl Error {
     /// A `NotFound` for `key` with no further context.
     pub fn not_found(key: impl Into<String>) -> Self {
@@ -83,6 +162,19 @@ impl Error {
             key: parent.into(),
             context: format!(" (parent of {child:?})"),
         }
+    }
+
+    /// Whether the disk (or the caller's quota on it) is full: an I/O error of kind
+    /// `StorageFull` (ENOSPC) or `QuotaExceeded` (EDQUOT), in the filesystem or under the
+    /// metadata store.
+    pub fn is_out_of_space(&self) -> bool {
+        use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+        let kind = match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            Error::Store(e) => e.io_kind(),
+            _ => None,
+        };
+        matches!(kind, Some(StorageFull | QuotaExceeded))
     }
 
     /// Wraps an I/O error with the operation and the path it concerned.

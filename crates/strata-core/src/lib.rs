@@ -11,7 +11,7 @@ pub mod snapshot;
 pub mod snapshotter;
 
 pub use context::{Canceller, Ctx};
-pub use error::{Error, Result};
+pub use error::{Error, Result, StoreError};
 pub use filter::Filter;
 pub use snapshot::{Info, Kind, Mount, Usage};
 pub use snapshotter::{Census, CleanupReport, Snapshotter};

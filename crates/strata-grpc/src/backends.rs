@@ -9,7 +9,7 @@ use strata_core::{Error, Snapshotter};
 ///
 /// The `snapshotter` field of a request is mapped as follows: empty or `strata` → the
 /// default backend; `<backend>` or `strata-<backend>` → that backend (e.g. `overlay`,
-/// `strata-native`); `overlayfs` → overlay. Any other name is `NotFound`, as containerd's
+/// `strata-native`); `overlayfs` → overlay. Any other name is `InvalidArgument`, as containerd's
 /// own snapshots service answers for a snapshotter it has not loaded.
 pub struct Backends {
     by_name: HashMap<String, Arc<dyn Snapshotter>>,

@@ -1,5 +1,6 @@
-//! The one place where domain errors become gRPC statuses (and where codes get their names). containerd turns these codes back
-//! into `errdefs` errors, and its garbage collector and unpacker branch on them.
+//! The one place where domain errors become gRPC statuses (and where codes get their names).
+//! containerd turns these codes back into `errdefs` errors, and its garbage collector and
+//! unpacker branch on them.
 
 use strata_core::Error;
 use tonic::{Code, Status};
@@ -7,14 +8,19 @@ use tonic::{Code, Status};
 /// The gRPC status for a domain error.
 pub fn to_status(error: &Error) -> Status {
     let code = match error {
-        Error::NotFound { .. } | Error::UnknownSnapshotter(_) => Code::NotFound,
+        Error::NotFound { .. } => Code::NotFound,
         Error::AlreadyExists { .. } => Code::AlreadyExists,
         Error::FailedPrecondition(_) => Code::FailedPrecondition,
-        Error::InvalidArgument(_) | Error::Filter(_) => Code::InvalidArgument,
+        // containerd's snapshots service answers an unknown snapshotter the same way.
+        Error::InvalidArgument(_) | Error::Filter(_) | Error::UnknownSnapshotter(_) => {
+            Code::InvalidArgument
+        }
         Error::Cancelled => Code::Cancelled,
         Error::DeadlineExceeded => Code::DeadlineExceeded,
         Error::Closed => Code::Unavailable,
-        Error::Io { source, .. } if source.raw_os_error() == Some(28) => Code::ResourceExhausted,
+        // A full disk or quota is the caller's to fix (free space), not a bug: containerd's
+        // own snapshotters answer it the same way.
+        Error::Io { .. } | Error::Store(_) if error.is_out_of_space() => Code::ResourceExhausted,
         Error::Io { .. } | Error::Store(_) => Code::Internal,
     };
     Status::new(code, error.to_string())
@@ -47,13 +53,14 @@ pub fn code_name(code: Code) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use strata_core::StoreError;
 
     /// Each contract error keeps its gRPC code: containerd's GC depends on them.
     #[test]
     fn contract_codes() {
         let cases = [
             (Error::not_found("k"), Code::NotFound),
-            (Error::UnknownSnapshotter("x".into()), Code::NotFound),
+            (Error::UnknownSnapshotter("x".into()), Code::InvalidArgument),
             (
                 Error::AlreadyExists { key: "k".into() },
                 Code::AlreadyExists,
@@ -70,6 +77,18 @@ mod tests {
                 Error::io("mkdir", "/x", std::io::Error::from_raw_os_error(28)),
                 Code::ResourceExhausted,
             ),
+            (
+                Error::io("write", "/x", std::io::Error::from_raw_os_error(122)),
+                Code::ResourceExhausted,
+            ),
+            (
+                Error::Store(StoreError::Io {
+                    context: "committing metadata".into(),
+                    source: std::sync::Arc::new(std::io::Error::from_raw_os_error(28)),
+                }),
+                Code::ResourceExhausted,
+            ),
+            (Error::Store(StoreError::RolledBack), Code::Internal),
             (
                 Error::io("mkdir", "/x", std::io::Error::from_raw_os_error(5)),
                 Code::Internal,

@@ -143,10 +143,7 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn corrupt(&self, what: &str) -> Error {
-        Error::Store(format!(
-            "record of snapshot {:?} is corrupt: {what}",
-            self.key
-        ))
+        crate::errors::corrupted(format!("record of snapshot {:?}", self.key), what)
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8]> {
@@ -229,7 +226,7 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(matches!(
                 Record::decode("k", &bytes[..n]),
-                Err(Error::Store(_))
+                Err(Error::Store(strata_core::StoreError::Corrupted { .. }))
             ));
         }
         let mut bad = bytes.clone();

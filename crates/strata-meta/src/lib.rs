@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod errors;
 mod store;
 mod tables;
 mod tx;

@@ -7,10 +7,11 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
-use strata_core::{Ctx, Error, Result, crash};
+use strata_core::{Ctx, Error, Result, StoreError, crash};
 
+use crate::errors::{StoreContext, from_redb};
 use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
-use crate::tx::{ReadTx, StoreContext, WriteTx};
+use crate::tx::{ReadTx, WriteTx};
 
 /// Version of the table layout this build writes. Bumped on any incompatible change; a
 /// store written by a newer version is refused rather than misread.
@@ -24,11 +25,11 @@ const CACHE_BYTES: usize = 32 << 20;
 /// Most operations applied in one group commit; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
 
-/// Called after the batch's commit with `None` on success or the commit error's message.
-type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+/// Called after the batch's commit with `None` on success or why it did not commit.
+type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// One queued write: given the batch's transaction (or the reason there is none), runs the
 /// operation and returns how to answer its caller once the batch is durable.
-type Job = Box<dyn FnOnce(std::result::Result<&mut WriteTx<'_>, &str>) -> Completion + Send>;
+type Job = Box<dyn FnOnce(std::result::Result<&mut WriteTx<'_>, &StoreError>) -> Completion + Send>;
 
 /// The metadata store of one backend.
 pub struct Store {
@@ -62,19 +63,29 @@ impl Store {
     /// Opens (creating if absent) the store at `path`. A store that cannot be read, or that
     /// a newer Strata wrote, is an error naming the file and what to do; never an empty start.
     pub fn open(path: &Path) -> Result<Store> {
-        let shown = path.display();
         let db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)
-            .map_err(|e| match e {
-                DatabaseError::DatabaseAlreadyOpen => Error::Store(format!(
-                    "metadata store {shown} is already open by another process"
-                )),
-                other => Error::Store(format!(
-                    "metadata store {shown} cannot be opened: {other}. If the file is damaged, \
-                 stop Strata, move it aside and restore it from a backup; `strata fsck` \
-                 reports what the snapshot directories then hold"
-                )),
+            .map_err(|e| {
+                Error::Store(match e {
+                    DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
+                        path: path.to_owned(),
+                    },
+                    other => match from_redb(
+                        &format!("metadata store {} cannot be opened", path.display()),
+                        other,
+                    ) {
+                        StoreError::Corrupted { context, detail } => StoreError::Corrupted {
+                            context,
+                            detail: format!(
+                                "{detail}. If the file is damaged, stop Strata, move it aside \
+                                 and restore it from a backup; `strata fsck` reports what the \
+                                 snapshot directories then hold"
+                            ),
+                        },
+                        e => e,
+                    },
+                })
             })?;
         if !Store::initialised(&db, path)? {
             Store::initialise(&db, path)?;
@@ -96,7 +107,7 @@ impl Store {
         let meta = match txn.open_table(META) {
             Ok(meta) => meta,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(false),
-            Err(e) => return Err(Error::Store(format!("opening meta table: {e}"))),
+            Err(e) => return Err(Error::Store(from_redb("opening meta table", e))),
         };
         match meta
             .get(SCHEMA_VERSION_KEY)
@@ -191,11 +202,11 @@ impl Store {
                     }
                     result
                 }),
-                Err(reason) => Err(Error::Store(reason.to_owned())),
+                Err(reason) => Err(Error::Store(reason.clone())),
             };
-            Box::new(move |commit_error: Option<&str>| {
+            Box::new(move |commit_error: Option<&StoreError>| {
                 let result = match (result, commit_error) {
-                    (Ok(_), Some(e)) => Err(Error::Store(e.to_owned())),
+                    (Ok(_), Some(e)) => Err(Error::Store(e.clone())),
                     (r, _) => r,
                 };
                 let _ = reply_tx.send(result);
@@ -211,7 +222,7 @@ impl Store {
                 Ok(result) => return result,
                 // The batch that carried this write panicked before answering it.
                 Err(mpsc::TryRecvError::Disconnected) => {
-                    return Err(Error::Store("the batch carrying this write failed".into()));
+                    return Err(Error::Store(StoreError::BatchFailed));
                 }
                 Err(mpsc::TryRecvError::Empty) => {}
             }
@@ -254,18 +265,18 @@ impl Drop for Leadership<'_> {
 }
 
 fn newer_schema(path: &Path, version: u64) -> Error {
-    Error::Store(format!(
-        "metadata store {} has schema version {version}, this Strata reads version \
-         {SCHEMA_VERSION}: run the Strata release that wrote it",
-        path.display()
-    ))
+    Error::Store(StoreError::NewerSchema {
+        path: path.to_owned(),
+        found: version,
+        supported: SCHEMA_VERSION,
+    })
 }
 
 fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
-            let reason = format!("starting write transaction: {e}");
+            let reason = from_redb("starting write transaction", e);
             for job in batch {
                 job(Err(&reason))(None);
             }
@@ -282,7 +293,13 @@ fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
             tx.poisoned()
         }
         Err(e) => {
-            let reason = e.to_string();
+            let reason = match e {
+                Error::Store(e) => e,
+                other => StoreError::Bug {
+                    context: "opening the tables".to_owned(),
+                    detail: other.to_string(),
+                },
+            };
             for job in batch {
                 completions.push(job(Err(&reason)));
             }
@@ -292,14 +309,14 @@ fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
     crash::point("meta-before-commit");
     let outcome = if poisoned {
         let _ = txn.abort();
-        Err("the transaction was rolled back because an operation in it failed part-way".to_owned())
+        Err(StoreError::RolledBack)
     } else {
         txn.commit()
-            .map_err(|e| format!("committing metadata: {e}"))
+            .map_err(|e| from_redb("committing metadata", e))
     };
     crash::point("meta-after-commit");
     let error = outcome.err();
     for complete in completions {
-        complete(error.as_deref());
+        complete(error.as_ref());
     }
 }

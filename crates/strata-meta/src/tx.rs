@@ -14,6 +14,7 @@ use strata_core::snapshot::Labels;
 use strata_core::{Error, Filter, Info, Kind, Result, Usage};
 
 use crate::codec::Record;
+use crate::errors::{StoreContext, corrupted};
 use crate::tables::{CHILDREN, IDS, LABELS, META, NEXT_ID_KEY, SNAPSHOTS, label_entry};
 
 /// What a backend needs to build a snapshot's mounts: its id, kind and the ids of its
@@ -45,17 +46,6 @@ pub struct CreatePlan {
     pub parent_ids: Vec<u64>,
 }
 
-/// Extension to turn redb's many error types into [`Error::Store`] with context.
-pub(crate) trait StoreContext<T> {
-    fn store(self, what: &str) -> Result<T>;
-}
-
-impl<T, E: std::fmt::Display> StoreContext<T> for std::result::Result<T, E> {
-    fn store(self, what: &str) -> Result<T> {
-        self.map_err(|e| Error::Store(format!("{what}: {e}")))
-    }
-}
-
 /// Any table of snapshot records: the read-only one of a read transaction or the writable
 /// one of a write transaction.
 trait Snapshots: ReadableTable<&'static str, &'static [u8]> {}
@@ -83,9 +73,10 @@ fn parent_ids(t: &impl Snapshots, key: &str, record: &Record) -> Result<Vec<u64>
     let mut child = key.to_owned();
     while !parent.is_empty() {
         let p = get_record(t, &parent)?.ok_or_else(|| {
-            Error::Store(format!(
-                "snapshot {child:?} has a missing parent {parent:?}"
-            ))
+            corrupted(
+                format!("snapshot {child:?}"),
+                format!("its parent {parent:?} has no record"),
+            )
         })?;
         ids.push(p.id);
         child = std::mem::replace(&mut parent, p.parent);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use strata_core::snapshot::Labels;
-use strata_core::{Ctx, Error, Filter, Kind, Usage};
+use strata_core::{Ctx, Error, Filter, Kind, StoreError, Usage};
 use strata_meta::{Snapshot, Store};
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
@@ -497,13 +497,19 @@ fn failure_after_write_rolls_back() {
 }
 
 /// A store written by a newer schema is refused with a message naming the file, and a
-/// file that is not a store is refused rather than replaced by an empty one.
+/// file that is not a store is refused rather than replaced by an empty one; each failure
+/// keeps its kind (damaged, newer schema, already open) for the caller to act on.
 #[test]
 fn refuses_unknown_or_corrupt_stores() {
     let dir = tempfile::tempdir().unwrap();
     let garbage = dir.path().join("garbage.redb");
     std::fs::write(&garbage, vec![0x5a; 8192]).unwrap();
-    let err = Store::open(&garbage).unwrap_err().to_string();
+    let err = Store::open(&garbage).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::Corrupted { .. })),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(err.contains("garbage.redb"), "{err}");
     assert_eq!(
         std::fs::read(&garbage).unwrap(),
@@ -524,10 +530,30 @@ fn refuses_unknown_or_corrupt_stores() {
         }
         txn.commit().unwrap();
     }
-    let err = Store::open(&newer).unwrap_err().to_string();
+    let err = Store::open(&newer).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Store(StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    let err = err.to_string();
     assert!(
         err.contains("newer.redb") && err.contains("schema version 99"),
         "{err}"
+    );
+
+    let held = dir.path().join("held.redb");
+    let _open = Store::open(&held).unwrap();
+    let err = Store::open(&held).unwrap_err();
+    assert!(
+        matches!(err, Error::Store(StoreError::AlreadyOpen { .. })),
+        "{err:?}"
     );
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_backend::btrfs::{Btrfs, BtrfsOptions, QuotaSetting};
 use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
-use strata_backend::{Engine, EngineOptions, Recovery};
+use strata_backend::{Engine, EngineOptions, OpenError, Recovery};
 use strata_core::Snapshotter;
 use strata_grpc::backends::Backends;
 use strata_grpc::metrics::{Metrics, serve_http};
@@ -40,7 +40,7 @@ pub enum DaemonError {
         /// The backend's name.
         backend: String,
         /// What failed.
-        source: strata_core::Error,
+        source: OpenError,
     },
     /// A filesystem step failed.
     #[error("{op} {path}: {source}")]

@@ -113,5 +113,9 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        // A log that cannot be written (stderr redirected to a full disk) must cost the log
+        // line, not the request: the default reports the failure with `eprintln!`, which
+        // panics when stderr fails, killing the thread that was serving a request.
+        .log_internal_errors(false)
         .init();
 }

@@ -374,7 +374,7 @@ fn errors_are_one_line() {
     );
     assert_eq!(
         one_line(&fails(&d, &["ls", "--snapshotter", "zfs"], 1)),
-        "strata: ls: NotFound: snapshotter \"zfs\" not loaded"
+        "strata: ls: InvalidArgument: snapshotter not loaded: zfs"
     );
     assert!(
         one_line(&fails(&d, &["usage", "nope"], 1)).starts_with("strata: usage nope: NotFound: ")

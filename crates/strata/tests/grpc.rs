@@ -222,7 +222,7 @@ async fn error_codes_and_no_side_effects() {
             ),
             (
                 "unknown snapshotter",
-                &[Code::NotFound],
+                &[Code::InvalidArgument],
                 unknown.stat("c").await.map(drop),
             ),
             (

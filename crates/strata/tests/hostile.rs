@@ -300,12 +300,12 @@ async fn malformed_requests_are_refused_without_side_effects() {
             ),
             (
                 "stat: unknown snapshotter",
-                &[Code::NotFound],
+                &[Code::InvalidArgument],
                 on("zfs").stat("c").await.map(drop),
             ),
             (
                 "prepare: path-like snapshotter",
-                &[Code::NotFound],
+                &[Code::InvalidArgument],
                 on("../overlay")
                     .prepare("x", "", no_labels())
                     .await
@@ -313,7 +313,7 @@ async fn malformed_requests_are_refused_without_side_effects() {
             ),
             (
                 "cleanup: unknown snapshotter",
-                &[Code::NotFound],
+                &[Code::InvalidArgument],
                 on("btrfs").cleanup().await.map(drop),
             ),
             (
