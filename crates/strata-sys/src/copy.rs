@@ -204,6 +204,25 @@ pub fn copy_xattrs(from: &Path, to: &Path) -> Result<(), CopyError> {
     Ok(())
 }
 
+/// Every extended attribute of `path` (not followed if a symlink), sorted by name.
+pub fn xattrs_of(path: &Path) -> std::io::Result<Vec<(std::ffi::OsString, Vec<u8>)>> {
+    use std::os::unix::ffi::OsStrExt;
+    let names = list_xattrs(path).map_err(|e| e.source)?;
+    let mut out = Vec::new();
+    for name in names.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = std::ffi::OsStr::from_bytes(name);
+        match get_xattr(path, name) {
+            Ok(value) => out.push((name.to_owned(), value)),
+            // Removed between the listing and the read.
+            Err(e) if e.source.raw_os_error() == Some(rustix::io::Errno::NODATA.raw_os_error()) => {
+            }
+            Err(e) => return Err(e.source),
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 fn list_xattrs(path: &Path) -> Result<Vec<u8>, CopyError> {
     loop {
         let size = match rustix::fs::llistxattr_query(path) {

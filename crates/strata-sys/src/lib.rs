@@ -1,11 +1,13 @@
 //! The only place Strata talks to the kernel beyond `std`: file locks, filesystem feature
 //! probes, filesystem types and free space, faithful tree copies (owners, modes, times,
-//! xattrs, devices, hard links, reflinks), disk usage walks, mounts and btrfs subvolumes and
-//! quota groups. Everything is built on rustix's safe wrappers; the btrfs ioctls, which
-//! rustix lacks, are the only `unsafe` code, each block with a `// SAFETY:` note.
+//! xattrs, devices, hard links, reflinks), disk usage walks, mounts, work confined inside a
+//! directory tree (`beneath`), and btrfs subvolumes and quota groups. Everything is built on
+//! rustix's safe wrappers; the btrfs ioctls, which rustix lacks, are the only `unsafe` code,
+//! each block with a `// SAFETY:` note.
 #![deny(unsafe_code)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod beneath;
 #[allow(unsafe_code)]
 pub mod btrfs;
 pub mod copy;
