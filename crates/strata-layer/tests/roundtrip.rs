@@ -223,7 +223,7 @@ fn overlay_upper_exports_what_the_mount_shows() {
     .unwrap();
     rustix::fs::mknodat(
         rustix::fs::CWD,
-        &m("fifo"),
+        m("fifo"),
         rustix::fs::FileType::Fifo,
         0o600.into(),
         0,
