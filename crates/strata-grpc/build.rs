@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let files = [
         root.join("containerd/types/mount.proto"),
+        root.join("containerd/types/descriptor.proto"),
         root.join("containerd/services/snapshots/v1/snapshots.proto"),
+        root.join("containerd/services/diff/v1/diff.proto"),
+        root.join("containerd/services/content/v1/content.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

@@ -552,6 +552,20 @@ impl<D: Driver> Snapshotter for Engine<D> {
         Ok(report)
     }
 
+    fn owner(&self, ctx: &Ctx, dir: &Path) -> Result<Option<(String, Kind)>> {
+        self.check_open()?;
+        let Some(id) = self.layout.id_of_fs(dir) else {
+            return Ok(None);
+        };
+        self.store.read(ctx, |tx| {
+            let Some(key) = tx.key_of(id)? else {
+                return Ok(None);
+            };
+            let kind = tx.get(&key)?.kind;
+            Ok(Some((key, kind)))
+        })
+    }
+
     fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Release);
         self.store.close();

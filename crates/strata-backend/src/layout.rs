@@ -60,6 +60,22 @@ impl Layout {
         self.dir(id).join("work")
     }
 
+    /// The id of the snapshot whose content directory is `path` (`<root>/snapshots/<id>/fs`),
+    /// if it is one. `path` is compared as given: Strata hands out absolute, normal paths.
+    pub fn id_of_fs(&self, path: &Path) -> Option<u64> {
+        if path.file_name()? != "fs" {
+            return None;
+        }
+        let dir = path.parent()?;
+        if dir.parent()? != self.snapshots {
+            return None;
+        }
+        match Layout::classify(dir.file_name()?.to_str()?) {
+            Entry::Snapshot(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// What a directory name under `snapshots/` is.
     pub fn classify(name: &str) -> Entry {
         if let Ok(id) = name.parse::<u64>()
@@ -71,6 +87,22 @@ impl Layout {
             return Entry::Temp;
         }
         Entry::Foreign
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only `<root>/snapshots/<id>/fs` is a snapshot's content directory.
+    #[test]
+    fn id_of_fs() {
+        let l = Layout::new(Path::new("/r"));
+        assert_eq!(l.id_of_fs(Path::new("/r/snapshots/12/fs")), Some(12));
+        assert_eq!(l.id_of_fs(&l.fs(7)), Some(7));
+        for other in ["/r/snapshots/12", "/r/snapshots/12/work", "/r/snapshots/012/fs", "/x/snapshots/1/fs", "/r/snapshots/new-1/fs", "/r/snapshots/1/fs/a"] {
+            assert_eq!(l.id_of_fs(Path::new(other)), None, "{other}");
+        }
     }
 }
 

@@ -112,6 +112,14 @@ pub trait Snapshotter: Send + Sync + 'static {
     /// asynchronous removes or crashes).
     fn cleanup(&self, ctx: &Ctx) -> Result<CleanupReport>;
 
+    /// The snapshot whose content directory is `dir` — its key and kind — if `dir` is one
+    /// of this backend's. The differ uses it to recognise Strata's own mounts and write a
+    /// layer straight into the snapshot. Backends that cannot tell answer `None`.
+    fn owner(&self, ctx: &Ctx, dir: &std::path::Path) -> Result<Option<(String, crate::Kind)>> {
+        let _ = (ctx, dir);
+        Ok(None)
+    }
+
     /// Releases the backend's resources. Idempotent; operations after it fail with
     /// `Closed`.
     fn close(&self) -> Result<()>;

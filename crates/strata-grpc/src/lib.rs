@@ -7,6 +7,8 @@
 //! - [`backends`]: the backends a daemon serves and the `snapshotter` names that reach them;
 //! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
 //!   field and running the blocking work off the async runtime;
+//! - [`diff`]: containerd's diff service (Apply, Diff) over the layer library, reading and
+//!   writing blobs through containerd's content store ([`content`]);
 //! - [`client`]: the typed client over a unix socket (domain types in, domain types out,
 //!   errors carrying the gRPC code), for the CLI, the benchmark and the tests;
 //! - [`raw`]: the raw-wire escape hatch, for tests that must send malformed requests;
@@ -16,8 +18,10 @@
 
 pub mod backends;
 pub mod client;
+pub mod content;
 mod context;
 pub mod convert;
+pub mod diff;
 pub mod metrics;
 pub mod raw;
 pub mod server;
@@ -34,6 +38,20 @@ pub mod proto {
         }
         /// `containerd.services.*`.
         pub mod services {
+            /// `containerd.services.diff`.
+            pub mod diff {
+                /// `containerd.services.diff.v1`.
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.diff.v1");
+                }
+            }
+            /// `containerd.services.content`.
+            pub mod content {
+                /// `containerd.services.content.v1`.
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.content.v1");
+                }
+            }
             /// `containerd.services.snapshots`.
             pub mod snapshots {
                 /// `containerd.services.snapshots.v1`.
@@ -43,6 +61,8 @@ pub mod proto {
             }
         }
     }
+    pub use containerd::services::content::v1 as content;
+    pub use containerd::services::diff::v1 as diff;
     pub use containerd::services::snapshots::v1 as snapshots;
     pub use containerd::types;
 }

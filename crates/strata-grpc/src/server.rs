@@ -378,21 +378,30 @@ pub async fn serve(
     backends: Arc<Backends>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
-    serve_with_metrics(listener, backends, Arc::default(), shutdown).await
+    serve_with_metrics(listener, backends, Arc::default(), None, shutdown).await
 }
 
 /// [`serve`], recording every request into `metrics` (which
-/// [`crate::metrics::serve_http`] can expose).
+/// [`crate::metrics::serve_http`] can expose), and serving containerd's diff service beside
+/// the snapshots service when `content` (containerd's content store) is given.
 pub async fn serve_with_metrics(
     listener: UnixListener,
     backends: Arc<Backends>,
     metrics: Arc<Metrics>,
+    content: Option<Arc<crate::content::ContentStore>>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let differ = content.map(|content| {
+        crate::proto::diff::diff_server::DiffServer::new(crate::diff::DiffService::new(
+            Arc::clone(&backends),
+            content,
+        ))
+    });
     tonic::transport::Server::builder()
         .add_service(SnapshotsServer::new(SnapshotService::with_metrics(
             backends, metrics,
         )))
+        .add_optional_service(differ)
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await
 }

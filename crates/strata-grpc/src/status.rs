@@ -3,6 +3,7 @@
 //! unpacker branch on them.
 
 use strata_core::Error;
+use strata_layer::LayerError;
 use tonic::{Code, Status};
 
 /// The gRPC status for a domain error.
@@ -48,6 +49,24 @@ pub fn code_name(code: Code) -> &'static str {
         Code::DataLoss => "DataLoss",
         Code::Unauthenticated => "Unauthenticated",
     }
+}
+
+/// The gRPC status for a failed layer apply or export. The layer's own faults are
+/// `InvalidArgument` (a corrupt, hostile or mislabelled layer: retrying cannot help); a
+/// format feature Strata's applier lacks is `Unimplemented`, on which containerd's diff
+/// service tries its next differ; a full disk or quota is `ResourceExhausted`.
+pub fn layer_status(error: &LayerError, layer: &str) -> Status {
+    let code = match error {
+        LayerError::Corrupt { .. } | LayerError::Hostile { .. } | LayerError::DigestMismatch { .. } => {
+            Code::InvalidArgument
+        }
+        LayerError::Unsupported { .. } => Code::Unimplemented,
+        LayerError::Cancelled => Code::Cancelled,
+        LayerError::Source(_) => Code::Unavailable,
+        e if e.is_out_of_space() => Code::ResourceExhausted,
+        LayerError::Io { .. } => Code::Internal,
+    };
+    Status::new(code, format!("layer {layer}: {error}"))
 }
 
 #[cfg(test)]

@@ -41,10 +41,12 @@ pub struct Exported {
 }
 
 /// Writes the layer held by the upper directory `upper` to `out`, compressed as
-/// `compression`. `cancelled` is polled between entries.
+/// `compression`. With `epoch` (containerd's `source_date_epoch`), no time in the layer is
+/// later than it. `cancelled` is polled between entries.
 pub fn export_upper(
     upper: &Path,
     compression: Compression,
+    epoch: Option<i64>,
     out: impl Write,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Exported> {
@@ -58,6 +60,7 @@ pub fn export_upper(
         builder: tar::Builder::new(tar),
         links: HashMap::new(),
         entries: 0,
+        epoch,
         cancelled,
     };
     exporter.dir(Path::new(""))?;
@@ -85,6 +88,7 @@ struct Exporter<'a, W: Write> {
     /// First path written for each multiply-linked inode: later ones become hard links.
     links: HashMap<(u64, u64), PathBuf>,
     entries: u64,
+    epoch: Option<i64>,
     cancelled: &'a dyn Fn() -> bool,
 }
 
@@ -250,7 +254,8 @@ impl<W: Write> Exporter<'_, W> {
         h.set_mode(meta.mode() & 0o7777);
         h.set_uid(meta.uid() as u64);
         h.set_gid(meta.gid() as u64);
-        h.set_mtime(meta.mtime().max(0) as u64);
+        let mtime = self.epoch.map_or(meta.mtime(), |e| meta.mtime().min(e));
+        h.set_mtime(mtime.max(0) as u64);
         h.set_size(0);
         h
     }

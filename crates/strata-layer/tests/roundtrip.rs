@@ -105,7 +105,7 @@ fn build(root: &Path, nodes: &[(usize, Node)]) {
 
 fn export_apply(from: &Path, to: &Path, compression: Compression, whiteouts: &Whiteouts) {
     let mut blob = Vec::new();
-    let exported = export_upper(from, compression, &mut blob, &|| false).unwrap();
+    let exported = export_upper(from, compression, None, &mut blob, &|| false).unwrap();
     assert_eq!(exported.size, blob.len() as u64);
     let applied = apply(
         Box::new(std::io::Cursor::new(blob)),

@@ -330,6 +330,15 @@ impl ReadTx {
         collect_ids(self.ids_table()?)
     }
 
+    /// The key of the snapshot with numeric id `id`, if there is one.
+    pub fn key_of(&self, id: u64) -> Result<Option<String>> {
+        Ok(self
+            .ids_table()?
+            .get(id)
+            .store("reading ids")?
+            .map(|k| k.value().to_owned()))
+    }
+
     /// The id the next created snapshot will get.
     pub fn next_id(&self) -> Result<u64> {
         Ok(self

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_ROOT: &str = "/var/lib/strata";
 /// Default socket path.
 pub const DEFAULT_ADDRESS: &str = "/run/strata/strata.sock";
+/// Default socket of containerd, whose content store the diff service uses.
+pub const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
 /// Default configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/strata/config.toml";
 /// Every backend this build knows.
@@ -38,6 +40,9 @@ pub struct Config {
     pub log_level: String,
     /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`); empty or absent: none.
     pub metrics_address: Option<String>,
+    /// containerd's socket, whose content store the diff service reads layer blobs from and
+    /// writes produced layers to; empty: no diff service.
+    pub containerd_address: PathBuf,
     /// Overlay backend settings.
     pub overlay: OverlayConfig,
     /// btrfs backend settings.
@@ -91,6 +96,7 @@ impl Default for Config {
             sync_commit: false,
             log_level: "info".into(),
             metrics_address: None,
+            containerd_address: DEFAULT_CONTAINERD_ADDRESS.into(),
             overlay: OverlayConfig::default(),
             btrfs: BtrfsConfig::default(),
         }

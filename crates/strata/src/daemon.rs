@@ -12,6 +12,7 @@ use strata_backend::{Engine, EngineOptions, OpenError, Recovery};
 use strata_core::Snapshotter;
 use strata_grpc::backends::Backends;
 use strata_grpc::metrics::{Metrics, serve_http};
+use strata_grpc::content::ContentStore;
 use strata_grpc::server::{TransportError, serve_with_metrics};
 use strata_sys::lock::RootLock;
 
@@ -197,7 +198,21 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             backends = ?backends.all().iter().map(|b| b.name()).collect::<Vec<_>>(),
             "serving"
         );
-        let served = serve_with_metrics(listener, Arc::clone(&backends), metrics, shutdown).await;
+        let content = (!config.containerd_address.as_os_str().is_empty()).then(|| {
+            tracing::info!(
+                containerd = %config.containerd_address.display(),
+                "serving containerd's diff service; layer blobs are read from containerd's content store"
+            );
+            Arc::new(ContentStore::new(&config.containerd_address))
+        });
+        let served = serve_with_metrics(
+            listener,
+            Arc::clone(&backends),
+            metrics,
+            content,
+            shutdown,
+        )
+        .await;
         // Scrapes walk the backends, which are about to close.
         if let Some(task) = metrics_server {
             task.abort();

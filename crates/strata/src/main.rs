@@ -52,6 +52,10 @@ struct ServeArgs {
     /// Serve Prometheus metrics on HOST:PORT (`GET /metrics`) [default: off]
     #[arg(long, value_name = "HOST:PORT")]
     metrics_address: Option<String>,
+    /// containerd's socket, for the diff service's blobs; "" turns the diff service off
+    /// [default: /run/containerd/containerd.sock]
+    #[arg(long, value_name = "SOCKET")]
+    containerd_address: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -91,6 +95,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
     if let Some(metrics) = args.metrics_address {
         config.metrics_address = Some(metrics);
+    }
+    if let Some(containerd) = args.containerd_address {
+        config.containerd_address = containerd;
     }
     init_logging(&config.log_level);
     match strata::daemon::run(config) {

@@ -1,0 +1,266 @@
+//! A client of containerd's content store (`containerd.services.content.v1.Content`) over
+//! containerd's own socket: a proxy differ receives descriptors, not bytes, and reads and
+//! writes blobs through the daemon that owns them.
+//!
+//! Every call names its namespace in the `containerd-namespace` header, as containerd's own
+//! clients do.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use tokio::sync::{OnceCell, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Status};
+
+use crate::proto::content as pb;
+use crate::proto::content::content_client::ContentClient;
+
+/// The gRPC header carrying containerd's namespace.
+pub const NAMESPACE_HEADER: &str = "containerd-namespace";
+/// Bytes per message when writing a blob (containerd's clients use 1 MiB as well).
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// containerd's content store, reached over its socket (connected on first use).
+#[derive(Debug)]
+pub struct ContentStore {
+    address: PathBuf,
+    channel: OnceCell<Channel>,
+}
+
+/// A blob being read from the content store: a blocking [`Read`], to be used off the async
+/// runtime (the applier's threads).
+pub struct BlobReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.blocking_recv() {
+                Some(Ok(chunk)) => {
+                    self.current = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// What a finished write tells the content store when committing.
+#[derive(Debug, Clone)]
+pub struct Commit {
+    /// The digest of everything written.
+    pub digest: String,
+    /// Bytes written.
+    pub size: u64,
+    /// Labels of the committed blob.
+    pub labels: BTreeMap<String, String>,
+}
+
+fn with_namespace<T>(namespace: &str, message: T) -> Result<Request<T>, Status> {
+    let mut request = Request::new(message);
+    let value = namespace
+        .parse()
+        .map_err(|_| Status::invalid_argument(format!("namespace {namespace:?} is not a valid header value")))?;
+    request.metadata_mut().insert(NAMESPACE_HEADER, value);
+    Ok(request)
+}
+
+impl ContentStore {
+    /// The content store of the containerd listening on `address`.
+    pub fn new(address: &Path) -> ContentStore {
+        ContentStore {
+            address: address.to_owned(),
+            channel: OnceCell::new(),
+        }
+    }
+
+    /// The socket this store is reached at.
+    pub fn address(&self) -> &Path {
+        &self.address
+    }
+
+    async fn client(&self) -> Result<ContentClient<Channel>, Status> {
+        let channel = self
+            .channel
+            .get_or_try_init(|| crate::client::channel(&self.address))
+            .await
+            .map_err(|e| {
+                Status::unavailable(format!(
+                    "cannot reach containerd's content store at {}: {e}",
+                    self.address.display()
+                ))
+            })?;
+        Ok(ContentClient::new(channel.clone()))
+    }
+
+    /// Starts reading blob `digest` of `namespace`. `NotFound` (from containerd) if the
+    /// store does not have it; the first bytes are awaited so that such errors come before
+    /// any work starts.
+    pub async fn reader(&self, namespace: &str, digest: &str) -> Result<BlobReader, Status> {
+        let mut client = self.client().await?;
+        let request = with_namespace(
+            namespace,
+            pb::ReadContentRequest {
+                digest: digest.to_owned(),
+                offset: 0,
+                size: 0,
+            },
+        )?;
+        let mut stream = client.read(request).await?.into_inner();
+        let first = stream.message().await?;
+        let (tx, rx) = mpsc::channel(8);
+        if let Some(first) = first {
+            let _ = tx.send(Ok(first.data.to_vec())).await;
+            tokio::spawn(async move {
+                loop {
+                    let item = match stream.message().await {
+                        Ok(Some(m)) => Ok(m.data.to_vec()),
+                        Ok(None) => break,
+                        Err(status) => Err(io::Error::other(format!(
+                            "reading from containerd's content store: {}",
+                            status.message()
+                        ))),
+                    };
+                    let failed = item.is_err();
+                    // The reader went away (the apply failed or was cancelled).
+                    if tx.send(item).await.is_err() || failed {
+                        break;
+                    }
+                }
+            });
+        }
+        Ok(BlobReader {
+            rx,
+            current: Vec::new(),
+            pos: 0,
+        })
+    }
+
+    /// Writes a blob under `reference` from the chunks of `data`, then commits it with what
+    /// `commit` delivers once the data is complete. A blob that already exists is not an
+    /// error: its labels are completed with the committed ones instead.
+    pub async fn write(
+        &self,
+        namespace: &str,
+        reference: &str,
+        mut data: mpsc::Receiver<Vec<u8>>,
+        commit: oneshot::Receiver<Commit>,
+    ) -> Result<(), Status> {
+        let mut client = self.client().await?;
+        let (tx, rx) = mpsc::channel::<pb::WriteContentRequest>(4);
+        let reference = reference.to_owned();
+        let feeder_ref = reference.clone();
+        let feeder = tokio::spawn(async move {
+            let base = pb::WriteContentRequest {
+                r#ref: feeder_ref,
+                ..Default::default()
+            };
+            tx.send(pb::WriteContentRequest {
+                action: pb::WriteAction::Stat as i32,
+                ..base.clone()
+            })
+            .await
+            .ok()?;
+            let mut offset = 0i64;
+            while let Some(chunk) = data.recv().await {
+                for piece in chunk.chunks(WRITE_CHUNK) {
+                    tx.send(pb::WriteContentRequest {
+                        action: pb::WriteAction::Write as i32,
+                        offset,
+                        data: piece.to_vec().into(),
+                        ..base.clone()
+                    })
+                    .await
+                    .ok()?;
+                    offset += piece.len() as i64;
+                }
+            }
+            let commit = commit.await.ok()?;
+            tx.send(pb::WriteContentRequest {
+                action: pb::WriteAction::Commit as i32,
+                offset,
+                total: commit.size as i64,
+                expected: commit.digest.clone(),
+                labels: commit.labels.clone(),
+                ..base
+            })
+            .await
+            .ok()?;
+            Some(commit)
+        });
+        let request = with_namespace(namespace, ReceiverStream::new(rx))?;
+        let mut responses = client.write(request).await?.into_inner();
+        let mut committed = false;
+        let outcome = loop {
+            match responses.message().await {
+                Ok(Some(m)) => {
+                    if m.action == pb::WriteAction::Commit as i32 {
+                        committed = true;
+                        break Ok(());
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(status) => break Err(status),
+            }
+        };
+        let commit = feeder.await.ok().flatten();
+        match (outcome, commit) {
+            (Ok(()), Some(_)) if committed => Ok(()),
+            (Err(status), Some(commit)) if status.code() == Code::AlreadyExists => {
+                self.add_labels(namespace, &commit.digest, &commit.labels).await
+            }
+            (Err(status), _) => Err(status),
+            (Ok(()), _) => Err(Status::aborted(format!(
+                "content write {reference:?} ended before its commit"
+            ))),
+        }
+    }
+
+    /// Adds `labels` the blob `digest` lacks (the walking differ does the same for the
+    /// `containerd.io/uncompressed` label of a blob that already existed).
+    async fn add_labels(
+        &self,
+        namespace: &str,
+        digest: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), Status> {
+        let mut client = self.client().await?;
+        let info = client
+            .info(with_namespace(namespace, pb::InfoRequest { digest: digest.to_owned() })?)
+            .await?
+            .into_inner()
+            .info
+            .unwrap_or_default();
+        let missing: Vec<String> = labels
+            .keys()
+            .filter(|k| !info.labels.contains_key(*k))
+            .map(|k| format!("labels.{k}"))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut updated = info.clone();
+        updated.labels.extend(labels.clone());
+        client
+            .update(with_namespace(
+                namespace,
+                pb::UpdateRequest {
+                    info: Some(updated),
+                    update_mask: Some(prost_types::FieldMask { paths: missing }),
+                },
+            )?)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,321 @@
+//! containerd's diff service (`containerd.services.diff.v1.Diff`), served beside the
+//! snapshots service on the same socket, for containerd 1.7.4+ as a proxy differ
+//! (`[proxy_plugins.strata-diff] type = "diff"`).
+//!
+//! - **Apply** writes a layer straight into the snapshot directory the mounts expose when
+//!   that directory is one of Strata's active snapshots (an overlay's upper directory with
+//!   overlay whiteouts, or a bind mount's source with deletions), reading the blob from
+//!   containerd's content store. Mounts that are not Strata's, media types and stream
+//!   processors it does not handle, answer `Unimplemented`: containerd's diff service then
+//!   tries its next differ (`walking`).
+//! - **Diff** produces the layer between two mounts when the upper one is the lower one plus
+//!   one Strata layer directory (an active or committed overlay snapshot over its parent, or
+//!   a parentless snapshot over nothing) from that directory alone, and writes it to the
+//!   content store; other pairs answer `Unimplemented` for `walking` to take.
+//!
+//! containerd 1.7 sends no namespace header to a proxy differ (containerd#12328): the
+//! namespace is then read from the key of the snapshot the mounts belong to (containerd's
+//! keys are `<namespace>/<n>/<name>`).
+
+pub mod stack;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use strata_core::{Ctx, Kind};
+use strata_layer::export::export_upper;
+use strata_layer::media::{self, Compression};
+use strata_layer::{Digest, Whiteouts};
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+use crate::content::{Commit, ContentStore, NAMESPACE_HEADER};
+use crate::context::{deadline, request_context};
+use crate::convert;
+use crate::proto::diff as pb;
+use crate::proto::diff::diff_server::Diff;
+use crate::proto::types;
+use crate::backends::Backends;
+use crate::status::layer_status;
+use stack::Stack;
+
+/// The label containerd puts on a compressed layer blob naming its uncompressed digest.
+pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
+
+/// The diff service over Strata's backends and containerd's content store.
+pub struct DiffService {
+    backends: Arc<Backends>,
+    content: Arc<ContentStore>,
+}
+
+/// A snapshot directory the mounts expose, and whose it is.
+struct Owned {
+    dir: PathBuf,
+    key: String,
+    kind: Kind,
+}
+
+fn unimplemented(what: impl std::fmt::Display) -> Status {
+    Status::unimplemented(format!("{what}; containerd's own differ can take it"))
+}
+
+/// containerd's namespace of a request: its header when containerd sends one, else the
+/// first segment of the snapshot key (`<namespace>/<n>/<name>`).
+fn namespace<T>(request: &Request<T>, key: &str) -> Result<String, Status> {
+    if let Some(ns) = request
+        .metadata()
+        .get(NAMESPACE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|ns| !ns.is_empty())
+    {
+        return Ok(ns.to_owned());
+    }
+    match key.split_once('/') {
+        Some((ns, _)) if !ns.is_empty() => Ok(ns.to_owned()),
+        _ => Err(Status::failed_precondition(format!(
+            "no containerd namespace in the request and none in snapshot key {key:?}"
+        ))),
+    }
+}
+
+impl DiffService {
+    /// A differ writing into `backends`' snapshots and reading and writing blobs in
+    /// `content`.
+    pub fn new(backends: Arc<Backends>, content: Arc<ContentStore>) -> DiffService {
+        DiffService { backends, content }
+    }
+
+    /// The Strata snapshot whose content directory is `dir`, if any.
+    async fn owner(&self, ctx: &Ctx, dir: &Path) -> Result<Option<Owned>, Status> {
+        let backends = Arc::clone(&self.backends);
+        let path = dir.to_owned();
+        let ctx = ctx.clone();
+        tokio::task::spawn_blocking(move || {
+            for backend in backends.all() {
+                if let Some((key, kind)) = backend
+                    .owner(&ctx, &path)
+                    .map_err(|e| crate::status::to_status(&e))?
+                {
+                    return Ok(Some(Owned { dir: path, key, kind }));
+                }
+            }
+            Ok(None)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("owner lookup panicked: {e}")))?
+    }
+}
+
+fn descriptor(media_type: &str, digest: &Digest, size: u64) -> types::Descriptor {
+    types::Descriptor {
+        media_type: media_type.to_owned(),
+        digest: digest.to_string(),
+        size: size as i64,
+        annotations: BTreeMap::new(),
+    }
+}
+
+#[tonic::async_trait]
+impl Diff for DiffService {
+    async fn apply(
+        &self,
+        request: Request<pb::ApplyRequest>,
+    ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let started = Instant::now();
+        let (ctx, guard) = request_context(deadline(request.metadata(), started), "apply");
+        let desc = request
+            .get_ref()
+            .diff
+            .clone()
+            .ok_or_else(|| Status::invalid_argument("apply request carries no descriptor"))?;
+        let layer = desc.digest.clone();
+        if !request.get_ref().payloads.is_empty() {
+            return Err(unimplemented("stream processor payloads are not supported"));
+        }
+        let compression = Compression::from_media_type(&desc.media_type)
+            .ok_or_else(|| unimplemented(format!("media type {:?} is not a layer Strata applies", desc.media_type)))?;
+        let digest = Digest::parse(&desc.digest)
+            .ok_or_else(|| Status::invalid_argument(format!("digest {:?} is not a sha256 digest", desc.digest)))?;
+        let mounts = convert::mounts_from_wire(request.get_ref().mounts.clone());
+        let stack = Stack::of(&mounts)
+            .ok_or_else(|| unimplemented("the mounts are not a shape Strata hands out"))?;
+        let Some(dir) = stack.writable.clone() else {
+            return Err(unimplemented("the mounts have no writable layer"));
+        };
+        let owned = self
+            .owner(&ctx, &dir)
+            .await?
+            .ok_or_else(|| unimplemented(format!("{} is not a Strata snapshot", dir.display())))?;
+        if owned.kind != Kind::Active {
+            return Err(Status::failed_precondition(format!(
+                "snapshot {:?} is not active: layers are applied to active snapshots only",
+                owned.key
+            )));
+        }
+        let whiteouts = if stack.overlay {
+            Whiteouts::Overlay { lowers: stack.lowers().to_vec() }
+        } else {
+            Whiteouts::Delete
+        };
+        let ns = namespace(&request, &owned.key)?;
+        let sync_fs = request.get_ref().sync_fs;
+        let reader = self.content.reader(&ns, digest.as_str()).await.map_err(|s| {
+            Status::new(s.code(), format!("layer {layer} in namespace {ns:?}: {}", s.message()))
+        })?;
+        let target = owned.dir.clone();
+        let key = owned.key.clone();
+        tracing::debug!(layer = %layer, key = %key, dir = %target.display(), "applying layer");
+        let result = tokio::task::spawn_blocking(move || {
+            let applied = strata_layer::apply(
+                Box::new(reader),
+                compression,
+                &target,
+                &whiteouts,
+                Some(&digest),
+                &|| ctx.is_done(),
+            )?;
+            if sync_fs {
+                strata_sys::syncfs(&target)
+                    .map_err(|e| strata_layer::LayerError::io("syncfs", target.display().to_string(), e))?;
+            }
+            Ok::<_, strata_layer::LayerError>(applied)
+        })
+        .await
+        .map_err(|e| Status::internal(format!("apply of layer {layer} panicked: {e}")))?;
+        guard.finish();
+        let applied = result.map_err(|e| {
+            let status = layer_status(&e, &layer);
+            tracing::warn!(layer = %layer, key = %key, error = %e, "apply failed");
+            status
+        })?;
+        tracing::info!(
+            layer = %layer,
+            key = %key,
+            entries = applied.entries,
+            bytes = applied.size,
+            ms = started.elapsed().as_millis() as u64,
+            "layer applied"
+        );
+        Ok(Response::new(pb::ApplyResponse {
+            applied: Some(descriptor(media::OCI_LAYER_TAR, &applied.diff_id, applied.size)),
+        }))
+    }
+
+    async fn diff(
+        &self,
+        request: Request<pb::DiffRequest>,
+    ) -> Result<Response<pb::DiffResponse>, Status> {
+        let started = Instant::now();
+        let (ctx, guard) = request_context(deadline(request.metadata(), started), "diff");
+        let r = request.get_ref();
+        let media_type = if r.media_type.is_empty() {
+            media::OCI_LAYER_GZIP.to_owned()
+        } else {
+            r.media_type.clone()
+        };
+        let compression = Compression::from_media_type(&media_type)
+            .ok_or_else(|| unimplemented(format!("media type {media_type:?} is not a layer Strata writes")))?;
+        let lower = Stack::of(&convert::mounts_from_wire(r.left.clone()))
+            .ok_or_else(|| unimplemented("the lower mounts are not a shape Strata hands out"))?;
+        let upper = Stack::of(&convert::mounts_from_wire(r.right.clone()))
+            .ok_or_else(|| unimplemented("the upper mounts are not a shape Strata hands out"))?;
+        let Some(top) = upper.single_layer_over(&lower).cloned() else {
+            return Err(unimplemented("the upper mounts are not the lower ones plus one layer"));
+        };
+        let owned = self
+            .owner(&ctx, &top)
+            .await?
+            .ok_or_else(|| unimplemented(format!("{} is not a Strata snapshot", top.display())))?;
+        let ns = namespace(&request, &owned.key)?;
+        let r = request.into_inner();
+        let epoch = r.source_date_epoch.map(|t| t.seconds);
+        let reference = if r.r#ref.is_empty() {
+            format!(
+                "strata-diff-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or_default()
+            )
+        } else {
+            r.r#ref.clone()
+        };
+        let (data_tx, data_rx) = mpsc::channel::<Vec<u8>>(8);
+        let (commit_tx, commit_rx) = oneshot::channel::<Commit>();
+        let dir = owned.dir.clone();
+        let labels = r.labels.clone();
+        let export = tokio::task::spawn_blocking(move || {
+            let out = ChannelWriter { tx: data_tx, buffer: Vec::with_capacity(1 << 20) };
+            let mut out = out;
+            let exported = export_upper(&dir, compression, epoch, &mut out, &|| ctx.is_done())?;
+            out.flush_chunk()
+                .map_err(|e| strata_layer::LayerError::io("send layer", "", e))?;
+            drop(out);
+            let mut labels = labels;
+            if compression != Compression::None {
+                labels.insert(UNCOMPRESSED_LABEL.to_owned(), exported.diff_id.to_string());
+            }
+            let _ = commit_tx.send(Commit {
+                digest: exported.digest.to_string(),
+                size: exported.size,
+                labels,
+            });
+            Ok::<_, strata_layer::LayerError>(exported)
+        });
+        let written = self.content.write(&ns, &reference, data_rx, commit_rx).await;
+        let exported = export
+            .await
+            .map_err(|e| Status::internal(format!("diff of {} panicked: {e}", owned.key)))?;
+        guard.finish();
+        let exported = exported.map_err(|e| layer_status(&e, &owned.key))?;
+        written.map_err(|s| {
+            Status::new(s.code(), format!("writing the layer of {:?} to containerd's content store: {}", owned.key, s.message()))
+        })?;
+        tracing::info!(
+            key = %owned.key,
+            digest = %exported.digest,
+            entries = exported.entries,
+            bytes = exported.size,
+            ms = started.elapsed().as_millis() as u64,
+            "layer produced"
+        );
+        Ok(Response::new(pb::DiffResponse {
+            diff: Some(descriptor(&media_type, &exported.digest, exported.size)),
+        }))
+    }
+}
+
+/// A blocking writer that hands 1 MiB chunks to the async content writer.
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buffer: Vec<u8>,
+}
+
+impl ChannelWriter {
+    fn flush_chunk(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(1 << 20));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the content store write ended"))
+    }
+}
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= 1 << 20 {
+            self.flush_chunk()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
