@@ -25,8 +25,12 @@ layer 2
 layer 3
     modify.txt replaced ("layer3"), .wh.gone-dir, layer3.txt
     chowned.txt: re-added with uid 2000 gid 2001 mode 0604 (was 0:0 0644 in layer 1)
-layer 4 (only with LAYERS=4)
+layer 4 (with LAYERS=4 or 5)
     layer4.txt
+layer 5 (with LAYERS=5; the differ test's extras)
+    extras/: user.* and security.capability xattrs, a fifo, character and block devices, a
+    24 MiB file, a 120-byte name under 4 long directories and a symlink to it; private/
+    (a directory below) replaced by a file, keep.txt (a file below) by a directory
 
 Prints the manifest digest, then the chain ID of each layer, one a line.
 
@@ -78,12 +82,21 @@ class Layer:
     def dir(self, name, mode=0o755, uid=0, gid=0):
         self.tar.addfile(self._info(name + "/", tarfile.DIRTYPE, mode, uid, gid))
 
-    def file(self, name, data, mode=0o644, uid=0, gid=0):
+    def file(self, name, data, mode=0o644, uid=0, gid=0, xattrs=None):
         if isinstance(data, str):
             data = data.encode()
         ti = self._info(name, tarfile.REGTYPE, mode, uid, gid)
         ti.size = len(data)
+        # PAX SCHILY.xattr records, as containerd's differ writes them; binary values pass
+        # through tarfile's surrogateescape.
+        for key, value in (xattrs or {}).items():
+            ti.pax_headers["SCHILY.xattr." + key] = value.decode("utf-8", "surrogateescape")
         self.tar.addfile(ti, io.BytesIO(data))
+
+    def special(self, name, kind, mode, major=0, minor=0):
+        ti = self._info(name, kind, mode)
+        ti.devmajor, ti.devminor = major, minor
+        self.tar.addfile(ti)
 
     def symlink(self, name, target):
         ti = self._info(name, tarfile.SYMTYPE, 0o777)
@@ -170,8 +183,8 @@ def main():
                  "       mkimage.py --bulk LAYERS,FILES,BIG BUSYBOX OUT.tar IMAGE_NAME")
     busybox_path, out_path, image_name = sys.argv[1:4]
     nlayers = int(sys.argv[4]) if len(sys.argv) == 5 else 3
-    if nlayers not in (3, 4):
-        sys.exit("mkimage.py: LAYERS must be 3 or 4")
+    if nlayers not in (3, 4, 5):
+        sys.exit("mkimage.py: LAYERS must be 3, 4 or 5")
     with open(busybox_path, "rb") as f:
         busybox = f.read()
 
@@ -231,7 +244,32 @@ def main():
     l4.dir("data")
     l4.file("data/layer4.txt", "layer4\n")
 
-    write_image((l1, l2, l3, l4)[:nlayers], out_path, image_name)
+    l5 = Layer()
+    l5.dir("data")
+    l5.dir("data/extras")
+    l5.file("data/extras/xattrs", "xattrs\n", xattrs={"user.note": b"hello\nworld", "user.empty": b""})
+    # cap_net_bind_service=ep: vfs_cap_data revision 2, effective flag, permitted bit 10.
+    cap = (0x02000001).to_bytes(4, "little") + (1 << 10).to_bytes(4, "little") + bytes(12)
+    l5.file("data/extras/capable", "#!/bin/sh\n", 0o755, xattrs={"security.capability": cap})
+    l5.special("data/extras/fifo", tarfile.FIFOTYPE, 0o640)
+    l5.special("data/extras/null", tarfile.CHRTYPE, 0o666, 1, 3)
+    l5.special("data/extras/loop9", tarfile.BLKTYPE, 0o660, 7, 9)
+    import random
+    big = random.Random(5).randbytes(24 << 20)
+    l5.file("data/extras/big.bin", big, 0o644, 1000, 1000)
+    deep = "data/extras/" + "/".join(["a-rather-long-directory-name-%d" % i for i in range(4)])
+    parts = deep.split("/")
+    for i in range(2, len(parts) + 1):
+        l5.dir("/".join(parts[:i]))
+    l5.file(deep + "/" + "f" * 120, "long name\n")
+    l5.symlink("data/extras/long-link", "/" + deep + "/" + "f" * 120)
+    # A type change: layer 1's directory data/private becomes a file.
+    l5.file("data/private", "now a file\n", 0o600, 1000, 1000)
+    # And a file becomes a directory.
+    l5.dir("data/keep.txt", 0o750, 7, 8)
+    l5.file("data/keep.txt/inside", "inside\n")
+
+    write_image((l1, l2, l3, l4, l5)[:nlayers], out_path, image_name)
 
 
 def write_image(image_layers, out_path, image_name, compresslevel=9):

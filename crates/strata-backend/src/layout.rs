@@ -100,7 +100,14 @@ mod tests {
         let l = Layout::new(Path::new("/r"));
         assert_eq!(l.id_of_fs(Path::new("/r/snapshots/12/fs")), Some(12));
         assert_eq!(l.id_of_fs(&l.fs(7)), Some(7));
-        for other in ["/r/snapshots/12", "/r/snapshots/12/work", "/r/snapshots/012/fs", "/x/snapshots/1/fs", "/r/snapshots/new-1/fs", "/r/snapshots/1/fs/a"] {
+        for other in [
+            "/r/snapshots/12",
+            "/r/snapshots/12/work",
+            "/r/snapshots/012/fs",
+            "/x/snapshots/1/fs",
+            "/r/snapshots/new-1/fs",
+            "/r/snapshots/1/fs/a",
+        ] {
             assert_eq!(l.id_of_fs(Path::new(other)), None, "{other}");
         }
     }

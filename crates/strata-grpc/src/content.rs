@@ -69,9 +69,11 @@ pub struct Commit {
 
 fn with_namespace<T>(namespace: &str, message: T) -> Result<Request<T>, Status> {
     let mut request = Request::new(message);
-    let value = namespace
-        .parse()
-        .map_err(|_| Status::invalid_argument(format!("namespace {namespace:?} is not a valid header value")))?;
+    let value = namespace.parse().map_err(|_| {
+        Status::invalid_argument(format!(
+            "namespace {namespace:?} is not a valid header value"
+        ))
+    })?;
     request.metadata_mut().insert(NAMESPACE_HEADER, value);
     Ok(request)
 }
@@ -178,7 +180,7 @@ impl ContentStore {
                     tx.send(pb::WriteContentRequest {
                         action: pb::WriteAction::Write as i32,
                         offset,
-                        data: piece.to_vec().into(),
+                        data: piece.to_vec(),
                         ..base.clone()
                     })
                     .await
@@ -218,7 +220,8 @@ impl ContentStore {
         match (outcome, commit) {
             (Ok(()), Some(_)) if committed => Ok(()),
             (Err(status), Some(commit)) if status.code() == Code::AlreadyExists => {
-                self.add_labels(namespace, &commit.digest, &commit.labels).await
+                self.add_labels(namespace, &commit.digest, &commit.labels)
+                    .await
             }
             (Err(status), _) => Err(status),
             (Ok(()), _) => Err(Status::aborted(format!(
@@ -237,7 +240,12 @@ impl ContentStore {
     ) -> Result<(), Status> {
         let mut client = self.client().await?;
         let info = client
-            .info(with_namespace(namespace, pb::InfoRequest { digest: digest.to_owned() })?)
+            .info(with_namespace(
+                namespace,
+                pb::InfoRequest {
+                    digest: digest.to_owned(),
+                },
+            )?)
             .await?
             .into_inner()
             .info

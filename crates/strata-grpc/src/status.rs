@@ -57,9 +57,9 @@ pub fn code_name(code: Code) -> &'static str {
 /// service tries its next differ; a full disk or quota is `ResourceExhausted`.
 pub fn layer_status(error: &LayerError, layer: &str) -> Status {
     let code = match error {
-        LayerError::Corrupt { .. } | LayerError::Hostile { .. } | LayerError::DigestMismatch { .. } => {
-            Code::InvalidArgument
-        }
+        LayerError::Corrupt { .. }
+        | LayerError::Hostile { .. }
+        | LayerError::DigestMismatch { .. } => Code::InvalidArgument,
         LayerError::Unsupported { .. } => Code::Unimplemented,
         LayerError::Cancelled => Code::Cancelled,
         LayerError::Source(_) => Code::Unavailable,

@@ -11,8 +11,8 @@ use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Engine, EngineOptions, OpenError, Recovery};
 use strata_core::Snapshotter;
 use strata_grpc::backends::Backends;
-use strata_grpc::metrics::{Metrics, serve_http};
 use strata_grpc::content::ContentStore;
+use strata_grpc::metrics::{Metrics, serve_http};
 use strata_grpc::server::{TransportError, serve_with_metrics};
 use strata_sys::lock::RootLock;
 

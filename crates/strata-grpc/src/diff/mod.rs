@@ -31,13 +31,13 @@ use strata_layer::{Digest, Whiteouts};
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
+use crate::backends::Backends;
 use crate::content::{Commit, ContentStore, NAMESPACE_HEADER};
 use crate::context::{deadline, request_context};
 use crate::convert;
 use crate::proto::diff as pb;
 use crate::proto::diff::diff_server::Diff;
 use crate::proto::types;
-use crate::backends::Backends;
 use crate::status::layer_status;
 use stack::Stack;
 
@@ -98,7 +98,11 @@ impl DiffService {
                     .owner(&ctx, &path)
                     .map_err(|e| crate::status::to_status(&e))?
                 {
-                    return Ok(Some(Owned { dir: path, key, kind }));
+                    return Ok(Some(Owned {
+                        dir: path,
+                        key,
+                        kind,
+                    }));
                 }
             }
             Ok(None)
@@ -134,10 +138,15 @@ impl Diff for DiffService {
         if !request.get_ref().payloads.is_empty() {
             return Err(unimplemented("stream processor payloads are not supported"));
         }
-        let compression = Compression::from_media_type(&desc.media_type)
-            .ok_or_else(|| unimplemented(format!("media type {:?} is not a layer Strata applies", desc.media_type)))?;
-        let digest = Digest::parse(&desc.digest)
-            .ok_or_else(|| Status::invalid_argument(format!("digest {:?} is not a sha256 digest", desc.digest)))?;
+        let compression = Compression::from_media_type(&desc.media_type).ok_or_else(|| {
+            unimplemented(format!(
+                "media type {:?} is not a layer Strata applies",
+                desc.media_type
+            ))
+        })?;
+        let digest = Digest::parse(&desc.digest).ok_or_else(|| {
+            Status::invalid_argument(format!("digest {:?} is not a sha256 digest", desc.digest))
+        })?;
         let mounts = convert::mounts_from_wire(request.get_ref().mounts.clone());
         let stack = Stack::of(&mounts)
             .ok_or_else(|| unimplemented("the mounts are not a shape Strata hands out"))?;
@@ -155,15 +164,24 @@ impl Diff for DiffService {
             )));
         }
         let whiteouts = if stack.overlay {
-            Whiteouts::Overlay { lowers: stack.lowers().to_vec() }
+            Whiteouts::Overlay {
+                lowers: stack.lowers().to_vec(),
+            }
         } else {
             Whiteouts::Delete
         };
         let ns = namespace(&request, &owned.key)?;
         let sync_fs = request.get_ref().sync_fs;
-        let reader = self.content.reader(&ns, digest.as_str()).await.map_err(|s| {
-            Status::new(s.code(), format!("layer {layer} in namespace {ns:?}: {}", s.message()))
-        })?;
+        let reader = self
+            .content
+            .reader(&ns, digest.as_str())
+            .await
+            .map_err(|s| {
+                Status::new(
+                    s.code(),
+                    format!("layer {layer} in namespace {ns:?}: {}", s.message()),
+                )
+            })?;
         let target = owned.dir.clone();
         let key = owned.key.clone();
         tracing::debug!(layer = %layer, key = %key, dir = %target.display(), "applying layer");
@@ -177,8 +195,9 @@ impl Diff for DiffService {
                 &|| ctx.is_done(),
             )?;
             if sync_fs {
-                strata_sys::syncfs(&target)
-                    .map_err(|e| strata_layer::LayerError::io("syncfs", target.display().to_string(), e))?;
+                strata_sys::syncfs(&target).map_err(|e| {
+                    strata_layer::LayerError::io("syncfs", target.display().to_string(), e)
+                })?;
             }
             Ok::<_, strata_layer::LayerError>(applied)
         })
@@ -199,7 +218,11 @@ impl Diff for DiffService {
             "layer applied"
         );
         Ok(Response::new(pb::ApplyResponse {
-            applied: Some(descriptor(media::OCI_LAYER_TAR, &applied.diff_id, applied.size)),
+            applied: Some(descriptor(
+                media::OCI_LAYER_TAR,
+                &applied.diff_id,
+                applied.size,
+            )),
         }))
     }
 
@@ -215,14 +238,19 @@ impl Diff for DiffService {
         } else {
             r.media_type.clone()
         };
-        let compression = Compression::from_media_type(&media_type)
-            .ok_or_else(|| unimplemented(format!("media type {media_type:?} is not a layer Strata writes")))?;
+        let compression = Compression::from_media_type(&media_type).ok_or_else(|| {
+            unimplemented(format!(
+                "media type {media_type:?} is not a layer Strata writes"
+            ))
+        })?;
         let lower = Stack::of(&convert::mounts_from_wire(r.left.clone()))
             .ok_or_else(|| unimplemented("the lower mounts are not a shape Strata hands out"))?;
         let upper = Stack::of(&convert::mounts_from_wire(r.right.clone()))
             .ok_or_else(|| unimplemented("the upper mounts are not a shape Strata hands out"))?;
         let Some(top) = upper.single_layer_over(&lower).cloned() else {
-            return Err(unimplemented("the upper mounts are not the lower ones plus one layer"));
+            return Err(unimplemented(
+                "the upper mounts are not the lower ones plus one layer",
+            ));
         };
         let owned = self
             .owner(&ctx, &top)
@@ -248,7 +276,10 @@ impl Diff for DiffService {
         let dir = owned.dir.clone();
         let labels = r.labels.clone();
         let export = tokio::task::spawn_blocking(move || {
-            let out = ChannelWriter { tx: data_tx, buffer: Vec::with_capacity(1 << 20) };
+            let out = ChannelWriter {
+                tx: data_tx,
+                buffer: Vec::with_capacity(1 << 20),
+            };
             let mut out = out;
             let exported = export_upper(&dir, compression, epoch, &mut out, &|| ctx.is_done())?;
             out.flush_chunk()
@@ -265,14 +296,24 @@ impl Diff for DiffService {
             });
             Ok::<_, strata_layer::LayerError>(exported)
         });
-        let written = self.content.write(&ns, &reference, data_rx, commit_rx).await;
+        let written = self
+            .content
+            .write(&ns, &reference, data_rx, commit_rx)
+            .await;
         let exported = export
             .await
             .map_err(|e| Status::internal(format!("diff of {} panicked: {e}", owned.key)))?;
         guard.finish();
         let exported = exported.map_err(|e| layer_status(&e, &owned.key))?;
         written.map_err(|s| {
-            Status::new(s.code(), format!("writing the layer of {:?} to containerd's content store: {}", owned.key, s.message()))
+            Status::new(
+                s.code(),
+                format!(
+                    "writing the layer of {:?} to containerd's content store: {}",
+                    owned.key,
+                    s.message()
+                ),
+            )
         })?;
         tracing::info!(
             key = %owned.key,
@@ -300,9 +341,12 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = std::mem::replace(&mut self.buffer, Vec::with_capacity(1 << 20));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the content store write ended"))
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the content store write ended",
+            )
+        })
     }
 }
 

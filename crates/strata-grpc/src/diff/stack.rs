@@ -101,19 +101,38 @@ mod tests {
     /// Strata's mount shapes map to their layers; other shapes are not recognised.
     #[test]
     fn stacks() {
-        let active = Stack::of(&[overlay(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"])]).unwrap();
-        assert_eq!(active.layers, vec![PathBuf::from("/u"), "/a".into(), "/b".into()]);
+        let active = Stack::of(&[overlay(&[
+            "index=off",
+            "workdir=/w",
+            "upperdir=/u",
+            "lowerdir=/a:/b",
+        ])])
+        .unwrap();
+        assert_eq!(
+            active.layers,
+            vec![PathBuf::from("/u"), "/a".into(), "/b".into()]
+        );
         assert_eq!(active.writable, Some("/u".into()));
         assert_eq!(active.lowers(), &[PathBuf::from("/a"), "/b".into()]);
         let view = Stack::of(&[overlay(&["lowerdir=/a:/b"])]).unwrap();
         assert_eq!(view.writable, None);
         let single = Stack::of(&[bind("/a", "ro")]).unwrap();
-        assert_eq!((single.layers.clone(), single.writable.clone()), (vec!["/a".into()], None));
+        assert_eq!(
+            (single.layers.clone(), single.writable.clone()),
+            (vec!["/a".into()], None)
+        );
         let rw = Stack::of(&[bind("/a", "rw")]).unwrap();
         assert_eq!(rw.writable, Some("/a".into()));
         assert!(Stack::of(&[overlay(&["upperdir=/u"])]).is_none());
         assert!(Stack::of(&[bind("/a", "rw"), bind("/b", "rw")]).is_none());
-        assert!(Stack::of(&[Mount { kind: "ext4".into(), source: "/dev/x".into(), options: vec![] }]).is_none());
+        assert!(
+            Stack::of(&[Mount {
+                kind: "ext4".into(),
+                source: "/dev/x".into(),
+                options: vec![]
+            }])
+            .is_none()
+        );
     }
 
     /// The fast diff applies exactly when the upper stack is the lower one plus one layer;
