@@ -69,7 +69,7 @@ check() {
         passed=$((passed + 1))
     else
         echo "FAIL: [$B] $name" >&3
-        sed 's/^/    /' "$T/check.out" | tail -n 40 >&3
+        sed "s/^/    /" "$T/check.out" | tail -n 40 >&3
         failed=$((failed + 1))
     fi
 }
@@ -104,7 +104,9 @@ tree_of() {
     ctr_ -n "$ns" snapshots --snapshotter strata mounts "$m" "view-$ns" | sh
     python3 "$HERE/listing.py" tree "$m" >"$R/tree-$ns"
     umount "$m"
-    ctr_ -n "$ns" snapshots --snapshotter strata rm "view-$ns"
+    # containerd's GC may already have taken the view: `ctr snapshots view` gives it no
+    # gc.root label.
+    ctr_ -n "$ns" snapshots --snapshotter strata rm "view-$ns" 2>/dev/null || true
 }
 
 # change NS: prepares work-NS on the image and changes it in known ways through its mounts.
@@ -127,6 +129,10 @@ change() {
         echo deeper >data/opaque/sub-new.txt 2>/dev/null || true
         setfattr -n user.changed -v yes data/new.txt 2>/dev/null || true
         touch -d @1700000500 data/new.txt data/new-hardlink data/layer3.txt data/newdir/sub/file
+        # Directory times move with each change: pin them, so that the two snapshots,
+        # changed seconds apart, hold the same tree.
+        touch -h -d @1700000600 data data/extras data/newdir data/newdir/sub data/newdir/link \
+            data/opaque data/opaque/sub-new.txt
     )
     umount "$m"
 }
@@ -155,10 +161,10 @@ for B in "${BACKENDS[@]}"; do
 
     c_same_tree() {
         tree_of strata && tree_of walking &&
-            [ "$(wc -l <"$R/tree-strata")" -gt 100 ] &&
-            diff -u "$R/tree-walking" "$R/tree-strata"
+            diff -u "$R/tree-walking" "$R/tree-strata" &&
+            [ "$(wc -l <"$R/tree-strata")" -gt 60 ] || { echo "$(wc -l <"$R/tree-strata") entries"; return 1; }
     }
-    check "unpacked trees identical (listing of $(wc -l <"$T/img.tar" >/dev/null; echo 5) layers)" c_same_tree
+    check "the unpacked trees list identically" c_same_tree
 
     c_changes_walking() { change walking && ctr_ -n walking snapshots --snapshotter strata diff "work-walking" >"$R/walking.layer"; }
     check "ctr snapshots diff under [walking]" c_changes_walking
@@ -209,7 +215,7 @@ for B in "${BACKENDS[@]}"; do
             blob=$R/containerd/io.containerd.content.v1.content/$blob &&
             python3 -c 'import sys; p = sys.argv[1]; d = bytearray(open(p, "rb").read()); d[len(d) // 2] ^= 0xff; open(p, "wb").write(d)' "$blob" || return 1
         before=$(ctr_ -n strata snapshots --snapshotter strata ls | wc -l)
-        if out=$(ctr_ -n strata snapshots --snapshotter strata unpack "${PLAIN[0]}" 2>&1); then
+        if out=$(ctr_ -n strata snapshots unpack --snapshotter strata "${PLAIN[0]}" 2>&1); then
             echo "a corrupted blob unpacked: $out"
             return 1
         fi
