@@ -50,20 +50,58 @@ pub fn export_upper(
     out: impl Write,
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Exported> {
+    export(upper, true, compression, epoch, out, cancelled, |e| {
+        e.dir(Path::new(""))
+    })
+}
+
+/// Writes the layer that turns the full tree `lower` into the full tree `upper` (two
+/// snapshots of a backend that stores full copies) to `out`: what is new or changed in
+/// `upper` (with the directories leading to it), and a whiteout for what `upper` lacks.
+/// Entries are compared as containerd's double walk compares them: type, mode, owner,
+/// device, size, modification time, xattrs and link target, and the content of regular
+/// files whose times carry no nanoseconds (too coarse to tell an edit).
+pub fn export_compare(
+    lower: &Path,
+    upper: &Path,
+    compression: Compression,
+    epoch: Option<i64>,
+    out: impl Write,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Exported> {
+    let lower = lower.to_owned();
+    export(upper, false, compression, epoch, out, cancelled, move |e| {
+        e.compare(&lower, Path::new(""))
+    })
+}
+
+fn export<W: Write>(
+    root: &Path,
+    overlay: bool,
+    compression: Compression,
+    epoch: Option<i64>,
+    out: W,
+    cancelled: &dyn Fn() -> bool,
+    body: impl FnOnce(
+        &mut Exporter<'_, HashingWriter<crate::media::Encoder<HashingWriter<W>>>>,
+    ) -> Result<()>,
+) -> Result<Exported> {
     let blob = HashingWriter::new(out);
     let encoder = compression
         .encoder(blob)
         .map_err(|e| LayerError::io("start compression", "", e))?;
     let tar = HashingWriter::new(encoder);
     let mut exporter = Exporter {
-        root: upper.to_owned(),
+        root: root.to_owned(),
         builder: tar::Builder::new(tar),
         links: HashMap::new(),
         entries: 0,
+        overlay,
+        pending: Vec::new(),
         epoch,
         cancelled,
     };
-    exporter.dir(Path::new(""))?;
+    body(&mut exporter)?;
     let tar = exporter
         .builder
         .into_inner()
@@ -82,12 +120,81 @@ pub fn export_upper(
     })
 }
 
+/// The sorted names in the directory `path`; none if it is not a directory.
+fn sorted_names(path: &Path, rel: &Path) -> Result<Vec<OsString>> {
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(20) => {
+            return Ok(Vec::new());
+        }
+        Err(e) => return Err(err("readdir", rel)(e)),
+    };
+    let mut names: Vec<OsString> = entries
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()
+        .map_err(err("readdir", rel))?;
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// Whether two entries of the same type are unchanged, as containerd's double walk judges.
+fn unchanged(lower: &Path, upper: &Path, l: &fs::Metadata, u: &fs::Metadata) -> io::Result<bool> {
+    if l.mode() != u.mode()
+        || l.uid() != u.uid()
+        || l.gid() != u.gid()
+        || l.rdev() != u.rdev()
+        || l.mtime() != u.mtime()
+        || l.mtime_nsec() != u.mtime_nsec()
+        || (!l.is_dir() && l.size() != u.size())
+    {
+        return Ok(false);
+    }
+    let own = |x: Vec<(OsString, Vec<u8>)>| -> Vec<(OsString, Vec<u8>)> {
+        x.into_iter()
+            .filter(|(k, _)| !k.as_bytes().starts_with(b"trusted.overlay."))
+            .collect()
+    };
+    if own(strata_sys::copy::xattrs_of(lower)?) != own(strata_sys::copy::xattrs_of(upper)?) {
+        return Ok(false);
+    }
+    if l.file_type().is_symlink() {
+        return Ok(fs::read_link(lower)? == fs::read_link(upper)?);
+    }
+    if l.is_file() && l.mtime_nsec() == 0 && (l.dev(), l.ino()) != (u.dev(), u.ino()) {
+        return same_content(lower, upper);
+    }
+    Ok(true)
+}
+
+fn same_content(a: &Path, b: &Path) -> io::Result<bool> {
+    use std::io::Read;
+    let (mut a, mut b) = (fs::File::open(a)?, fs::File::open(b)?);
+    let (mut x, mut y) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = a.read(&mut x)?;
+        if n == 0 {
+            return Ok(b.read(&mut y[..1])? == 0);
+        }
+        b.read_exact(&mut y[..n])?;
+        if x[..n] != y[..n] {
+            return Ok(false);
+        }
+    }
+}
+
 struct Exporter<'a, W: Write> {
     root: PathBuf,
     builder: tar::Builder<W>,
     /// First path written for each multiply-linked inode: later ones become hard links.
     links: HashMap<(u64, u64), PathBuf>,
     entries: u64,
+    /// Whether the tree is an overlay upper directory (0/0 character devices and the
+    /// opaque xattr are whiteouts) rather than a full tree.
+    overlay: bool,
+    /// Directories entered by a comparison whose entry is not written yet: written, in
+    /// order, before the first change found under them (containerd writes the parents of
+    /// every change).
+    pending: Vec<PathBuf>,
     epoch: Option<i64>,
     cancelled: &'a dyn Fn() -> bool,
 }
@@ -111,28 +218,123 @@ impl<W: Write> Exporter<'_, W> {
                 return Err(LayerError::Cancelled);
             }
             let child = rel.join(&name);
-            self.entry(&child, &name)?;
+            if self.entry(&child, &name)? {
+                self.dir(&child)?;
+            }
         }
         Ok(())
     }
 
-    fn entry(&mut self, rel: &Path, name: &std::ffi::OsStr) -> Result<()> {
+    /// Compares the directory `rel` of `lower` with the same of the tree, writing what
+    /// changed (see [`export_compare`]).
+    fn compare(&mut self, lower: &Path, rel: &Path) -> Result<()> {
+        let (l_dir, u_dir) = (lower.join(rel), self.root.join(rel));
+        let l_names = sorted_names(&l_dir, rel)?;
+        let u_names = sorted_names(&u_dir, rel)?;
+        let (mut i, mut j) = (0, 0);
+        while i < l_names.len() || j < u_names.len() {
+            if (self.cancelled)() {
+                return Err(LayerError::Cancelled);
+            }
+            let order = match (l_names.get(i), u_names.get(j)) {
+                (Some(l), Some(u)) => l.as_bytes().cmp(u.as_bytes()),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            };
+            match order {
+                std::cmp::Ordering::Less => {
+                    // Gone from the upper tree.
+                    self.flush_pending()?;
+                    let meta = fs::symlink_metadata(&u_dir).map_err(err("lstat", rel))?;
+                    self.whiteout(rel, &l_names[i].clone(), &meta)?;
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    let name = u_names[j].clone();
+                    self.add(&rel.join(&name), &name)?;
+                    j += 1;
+                }
+                std::cmp::Ordering::Equal => {
+                    let name = u_names[j].clone();
+                    let child = rel.join(&name);
+                    let (lp, up) = (lower.join(&child), self.root.join(&child));
+                    let l = fs::symlink_metadata(&lp).map_err(err("lstat", &child))?;
+                    let u = fs::symlink_metadata(&up).map_err(err("lstat", &child))?;
+                    if l.file_type() != u.file_type() {
+                        // Replaced by another type: the new entry (and a directory's whole
+                        // content) replaces it when applied.
+                        self.add(&child, &name)?;
+                    } else if u.is_dir() {
+                        let same = unchanged(&lp, &up, &l, &u).map_err(err("compare", &child))?;
+                        if same {
+                            self.pending.push(child.clone());
+                        } else {
+                            self.flush_pending()?;
+                            self.entry(&child, &name)?;
+                        }
+                        self.compare(lower, &child)?;
+                        if self.pending.last() == Some(&child) {
+                            self.pending.pop();
+                        }
+                    } else if !unchanged(&lp, &up, &l, &u).map_err(err("compare", &child))? {
+                        self.flush_pending()?;
+                        self.entry(&child, &name)?;
+                    }
+                    i += 1;
+                    j += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `rel` and, for a directory, everything under it: all new.
+    fn add(&mut self, rel: &Path, name: &std::ffi::OsStr) -> Result<()> {
+        self.flush_pending()?;
+        if self.entry(rel, name)? {
+            self.dir(rel)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the directories entered but not written yet, outermost first.
+    fn flush_pending(&mut self) -> Result<()> {
+        for dir in std::mem::take(&mut self.pending) {
+            let name = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+            self.entry(&dir, &name)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a whiteout for `name` in the directory `rel`, stamped with `meta`'s time.
+    fn whiteout(&mut self, rel: &Path, name: &std::ffi::OsStr, meta: &fs::Metadata) -> Result<()> {
+        let mut whiteout = OsString::from(".wh.");
+        whiteout.push(name);
+        let wh = rel.join(whiteout);
+        // As containerd writes them: an empty regular file, mode 0, owned by root.
+        let mut h = self.header(meta, tar::EntryType::Regular);
+        h.set_mode(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(0);
+        self.entries += 1;
+        self.builder
+            .append_data(&mut h, &wh, io::empty())
+            .map_err(err("write whiteout", &wh))
+    }
+
+    /// Writes the entry `rel` (named `name`) of the tree; `true` if it is a directory, whose
+    /// children the caller then writes.
+    fn entry(&mut self, rel: &Path, name: &std::ffi::OsStr) -> Result<bool> {
         let path = self.root.join(rel);
         let meta = fs::symlink_metadata(&path).map_err(err("lstat", rel))?;
         let ft = meta.file_type();
-        self.entries += 1;
-        if ft.is_char_device() && meta.rdev() == 0 {
-            let mut whiteout = OsString::from(".wh.");
-            whiteout.push(name);
-            let wh = rel.with_file_name(whiteout);
-            let mut h = self.header(&meta, tar::EntryType::Regular);
-            h.set_mode(0);
-            h.set_size(0);
-            return self
-                .builder
-                .append_data(&mut h, &wh, io::empty())
-                .map_err(err("write whiteout", rel));
+        if self.overlay && ft.is_char_device() && meta.rdev() == 0 {
+            let parent = rel.parent().unwrap_or(Path::new(""));
+            self.whiteout(parent, name, &meta)?;
+            return Ok(false);
         }
+        self.entries += 1;
         let xattrs: Vec<(OsString, Vec<u8>)> =
             strata_sys::copy::xattrs_of(&path).map_err(err("listxattr", rel))?;
         let opaque = ft.is_dir()
@@ -177,26 +379,20 @@ impl<W: Write> Exporter<'_, W> {
             self.builder
                 .append_data(&mut h, Path::new(&shown), io::empty())
                 .map_err(err("write directory", rel))?;
-            if opaque {
-                let marker = rel.join(".wh..wh..opq");
-                let mut h = self.header(&meta, tar::EntryType::Regular);
-                h.set_mode(0);
-                h.set_size(0);
-                self.builder
-                    .append_data(&mut h, &marker, io::empty())
-                    .map_err(err("write opaque marker", rel))?;
+            if opaque && self.overlay {
+                self.whiteout(rel, std::ffi::OsStr::new(".wh..opq"), &meta)?;
             }
-            return self.dir(rel);
+            return Ok(true);
         }
         if !ft.is_dir() && meta.nlink() > 1 {
             let inode = (meta.dev(), meta.ino());
             if let Some(first) = self.links.get(&inode).cloned() {
                 let mut h = self.header(&meta, tar::EntryType::Link);
                 h.set_size(0);
-                return self
-                    .builder
+                self.builder
                     .append_link(&mut h, rel, &first)
-                    .map_err(err("write hard link", rel));
+                    .map_err(err("write hard link", rel))?;
+                return Ok(false);
             }
             self.links.insert(inode, rel.to_owned());
         }
@@ -206,10 +402,10 @@ impl<W: Write> Exporter<'_, W> {
             let file = fs::File::open(&path).map_err(err("open", rel))?;
             // The size in the header must match what follows, even if the file changes.
             let mut body = io::Read::take(file, meta.len());
-            return self
-                .builder
+            self.builder
                 .append_data(&mut h, rel, &mut body)
-                .map_err(err("write file", rel));
+                .map_err(err("write file", rel))?;
+            return Ok(false);
         }
         if let Some(target) = link_target {
             let mut h = self.header(&meta, tar::EntryType::Symlink);
@@ -217,10 +413,10 @@ impl<W: Write> Exporter<'_, W> {
                 h.set_link_name_literal(&target)
                     .map_err(err("write symlink", rel))?;
             }
-            return self
-                .builder
+            self.builder
                 .append_data(&mut h, rel, io::empty())
-                .map_err(err("write symlink", rel));
+                .map_err(err("write symlink", rel))?;
+            return Ok(false);
         }
         let kind = if ft.is_char_device() {
             tar::EntryType::Char
@@ -230,7 +426,7 @@ impl<W: Write> Exporter<'_, W> {
             tar::EntryType::Fifo
         } else {
             // Sockets are not carried by layers (containerd skips them too).
-            return Ok(());
+            return Ok(false);
         };
         let mut h = self.header(&meta, kind);
         if kind != tar::EntryType::Fifo {
@@ -245,7 +441,8 @@ impl<W: Write> Exporter<'_, W> {
         }
         self.builder
             .append_data(&mut h, rel, io::empty())
-            .map_err(err("write device", rel))
+            .map_err(err("write device", rel))?;
+        Ok(false)
     }
 
     fn header(&self, meta: &fs::Metadata, kind: tar::EntryType) -> tar::Header {

@@ -273,3 +273,122 @@ fn overlay_upper_exports_what_the_mount_shows() {
     );
     let _ = OsStr::new("");
 }
+
+/// Copies the tree `from` to `to` with everything (`cp -a`).
+fn copy_tree(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(format!("{}/.", from.display()))
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A change made to a copy of a random tree.
+#[derive(Debug, Clone)]
+enum Change {
+    Remove(usize),
+    Rewrite(usize, Vec<u8>),
+    Chmod(usize, u32),
+    Add(usize, Node),
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        (0usize..64).prop_map(Change::Remove),
+        ((0usize..64), proptest::collection::vec(any::<u8>(), 0..500))
+            .prop_map(|(i, d)| Change::Rewrite(i, d)),
+        (
+            (0usize..64),
+            prop_oneof![Just(0o600u32), Just(0o755), Just(0o4711)]
+        )
+            .prop_map(|(i, m)| Change::Chmod(i, m)),
+        ((0usize..64), node()).prop_map(|(i, n)| Change::Add(i, n)),
+    ]
+}
+
+/// Every path under `root`, sorted (directories before their content).
+fn paths(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+fn apply_changes(root: &Path, changes: &[Change]) {
+    for (k, c) in changes.iter().enumerate() {
+        let all = paths(root);
+        let pick = |i: usize| (!all.is_empty()).then(|| all[i % all.len()].clone());
+        match c {
+            Change::Remove(i) => {
+                if let Some(p) = pick(*i) {
+                    if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+                        std::fs::remove_dir_all(&p).unwrap();
+                    } else {
+                        std::fs::remove_file(&p).unwrap();
+                    }
+                }
+            }
+            Change::Rewrite(i, data) => {
+                if let Some(p) =
+                    pick(*i).filter(|p| std::fs::symlink_metadata(p).unwrap().is_file())
+                {
+                    std::fs::write(&p, data).unwrap();
+                }
+            }
+            Change::Chmod(i, mode) => {
+                if let Some(p) = pick(*i).filter(|p| {
+                    !std::fs::symlink_metadata(p)
+                        .unwrap()
+                        .file_type()
+                        .is_symlink()
+                }) {
+                    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+                }
+            }
+            Change::Add(i, node) => {
+                let dir = pick(*i)
+                    .filter(|p| std::fs::symlink_metadata(p).unwrap().is_dir())
+                    .unwrap_or_else(|| root.to_owned());
+                let sub = dir.join(format!("added{k}"));
+                std::fs::create_dir(&sub).unwrap();
+                build(&sub, &[(0, node.clone())]);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, .. ProptestConfig::default() })]
+
+    /// Two full trees (a native snapshot and its parent): the compared layer applied onto
+    /// a copy of the lower tree gives the upper tree.
+    #[test]
+    fn compared_full_trees_round_trip(
+        nodes in proptest::collection::vec((0usize..16, node()), 1..30),
+        changes in proptest::collection::vec(change(), 1..12),
+    ) {
+        require_root();
+        let lower = tempfile::tempdir().unwrap();
+        let upper = tempfile::tempdir().unwrap();
+        let target = tempfile::tempdir().unwrap();
+        build(lower.path(), &nodes);
+        copy_tree(lower.path(), upper.path());
+        apply_changes(upper.path(), &changes);
+        copy_tree(lower.path(), target.path());
+        let mut blob = Vec::new();
+        let exported = strata_layer::export::export_compare(lower.path(), upper.path(), Compression::Gzip, None, &mut blob, &|| false).unwrap();
+        apply(Box::new(std::io::Cursor::new(blob)), Compression::Gzip, target.path(), &Whiteouts::Delete, Some(&exported.digest), &|| false).unwrap();
+        prop_assert_eq!(listing(target.path()), listing(upper.path()));
+    }
+}

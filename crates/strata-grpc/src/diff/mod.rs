@@ -10,8 +10,9 @@
 //!   tries its next differ (`walking`).
 //! - **Diff** produces the layer between two mounts when the upper one is the lower one plus
 //!   one Strata layer directory (an active or committed overlay snapshot over its parent, or
-//!   a parentless snapshot over nothing) from that directory alone, and writes it to the
-//!   content store; other pairs answer `Unimplemented` for `walking` to take.
+//!   a parentless snapshot over nothing) from that directory alone; between two full trees
+//!   (native snapshots, bind mounts) by comparing them; and writes it to the content store.
+//!   Other pairs answer `Unimplemented` for `walking` to take.
 //!
 //! containerd 1.7 sends no namespace header to a proxy differ (containerd#12328): the
 //! namespace is then read from the key of the snapshot the mounts belong to (containerd's
@@ -25,7 +26,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use strata_core::{Ctx, Kind};
-use strata_layer::export::export_upper;
+use strata_layer::export::{export_compare, export_upper};
 use strata_layer::media::{self, Compression};
 use strata_layer::{Digest, Whiteouts};
 use tokio::sync::{mpsc, oneshot};
@@ -247,10 +248,18 @@ impl Diff for DiffService {
             .ok_or_else(|| unimplemented("the lower mounts are not a shape Strata hands out"))?;
         let upper = Stack::of(&convert::mounts_from_wire(r.right.clone()))
             .ok_or_else(|| unimplemented("the upper mounts are not a shape Strata hands out"))?;
-        let Some(top) = upper.single_layer_over(&lower).cloned() else {
-            return Err(unimplemented(
-                "the upper mounts are not the lower ones plus one layer",
-            ));
+        // The layer is one directory's content (an overlay snapshot over its parent), or the
+        // difference of two full trees (native snapshots); anything else needs mounting.
+        let (top, base) = match upper.single_layer_over(&lower) {
+            Some(top) => (top.clone(), None),
+            None => match (&upper.layers[..], &lower.layers[..]) {
+                ([u], [l]) if !upper.overlay && !lower.overlay => (u.clone(), Some(l.clone())),
+                _ => {
+                    return Err(unimplemented(
+                        "the upper mounts are not the lower ones plus one layer",
+                    ));
+                }
+            },
         };
         let owned = self
             .owner(&ctx, &top)
@@ -281,7 +290,11 @@ impl Diff for DiffService {
                 buffer: Vec::with_capacity(1 << 20),
             };
             let mut out = out;
-            let exported = export_upper(&dir, compression, epoch, &mut out, &|| ctx.is_done())?;
+            let cancelled = || ctx.is_done();
+            let exported = match &base {
+                None => export_upper(&dir, compression, epoch, &mut out, &cancelled)?,
+                Some(base) => export_compare(base, &dir, compression, epoch, &mut out, &cancelled)?,
+            };
             out.flush_chunk()
                 .map_err(|e| strata_layer::LayerError::io("send layer", "", e))?;
             drop(out);
