@@ -45,6 +45,7 @@ export PATH="$(ensure_containerd17):$PATH"
 T=$(mktemp -d /tmp/strata-differ-bench.XXXXXX)
 declare -A SPID CPID
 cleanup() {
+    set +e
     local s
     for s in "${!CPID[@]}"; do kill_wait "${CPID[$s]}" 20 || true; done
     for s in "${!SPID[@]}"; do kill_wait "${SPID[$s]}" 20 || true; done

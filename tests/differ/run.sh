@@ -54,8 +54,9 @@ teardown() {
     CONTAINERD_PID="" STRATA_PID=""
 }
 cleanup() {
+    set +e
     teardown
-    containerd_reap "$T" strata-differ 2>/dev/null || true
+    containerd_reap "$T" strata "$T/none" >/dev/null 2>&1
     unmount_under "$T" || true
     rm -rf "$T"
 }
