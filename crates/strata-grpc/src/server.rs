@@ -395,6 +395,7 @@ pub async fn serve_with_metrics(
         crate::proto::diff::diff_server::DiffServer::new(crate::diff::DiffService::new(
             Arc::clone(&backends),
             content,
+            Arc::clone(&metrics),
         ))
     });
     tonic::transport::Server::builder()

@@ -36,6 +36,7 @@ use crate::backends::Backends;
 use crate::content::{Commit, ContentStore, NAMESPACE_HEADER};
 use crate::context::{deadline, request_context};
 use crate::convert;
+use crate::metrics::Metrics;
 use crate::proto::diff as pb;
 use crate::proto::diff::diff_server::Diff;
 use crate::proto::types;
@@ -49,6 +50,7 @@ pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
 pub struct DiffService {
     backends: Arc<Backends>,
     content: Arc<ContentStore>,
+    metrics: Arc<Metrics>,
 }
 
 /// A snapshot directory the mounts expose, and whose it is.
@@ -84,8 +86,16 @@ fn namespace<T>(request: &Request<T>, key: &str) -> Result<String, Status> {
 impl DiffService {
     /// A differ writing into `backends`' snapshots and reading and writing blobs in
     /// `content`.
-    pub fn new(backends: Arc<Backends>, content: Arc<ContentStore>) -> DiffService {
-        DiffService { backends, content }
+    pub fn new(
+        backends: Arc<Backends>,
+        content: Arc<ContentStore>,
+        metrics: Arc<Metrics>,
+    ) -> DiffService {
+        DiffService {
+            backends,
+            content,
+            metrics,
+        }
     }
 
     /// The Strata snapshot whose content directory is `dir`, if any.
@@ -128,6 +138,47 @@ impl Diff for DiffService {
         &self,
         request: Request<pb::ApplyRequest>,
     ) -> Result<Response<pb::ApplyResponse>, Status> {
+        let started = Instant::now();
+        let result = self.apply_layer(request).await;
+        match &result {
+            Ok((_, blob, tar)) => {
+                self.metrics
+                    .layer_done("apply", None, *blob, *tar, started.elapsed())
+            }
+            Err(status) => {
+                self.metrics
+                    .layer_done("apply", Some(status.code()), 0, 0, started.elapsed())
+            }
+        }
+        result.map(|(response, _, _)| response)
+    }
+
+    async fn diff(
+        &self,
+        request: Request<pb::DiffRequest>,
+    ) -> Result<Response<pb::DiffResponse>, Status> {
+        let started = Instant::now();
+        let result = self.produce_layer(request).await;
+        match &result {
+            Ok((_, blob, tar)) => {
+                self.metrics
+                    .layer_done("diff", None, *blob, *tar, started.elapsed())
+            }
+            Err(status) => {
+                self.metrics
+                    .layer_done("diff", Some(status.code()), 0, 0, started.elapsed())
+            }
+        }
+        result.map(|(response, _, _)| response)
+    }
+}
+
+/// A response with the blob and tar bytes it moved, for the metrics.
+type Measured<T> = Result<(Response<T>, u64, u64), Status>;
+
+impl DiffService {
+    /// Apply: see the module's documentation.
+    async fn apply_layer(&self, request: Request<pb::ApplyRequest>) -> Measured<pb::ApplyResponse> {
         let started = Instant::now();
         let (ctx, guard) = request_context(deadline(request.metadata(), started), "apply");
         let desc = request
@@ -218,19 +269,21 @@ impl Diff for DiffService {
             ms = started.elapsed().as_millis() as u64,
             "layer applied"
         );
-        Ok(Response::new(pb::ApplyResponse {
-            applied: Some(descriptor(
-                media::OCI_LAYER_TAR,
-                &applied.diff_id,
-                applied.size,
-            )),
-        }))
+        Ok((
+            Response::new(pb::ApplyResponse {
+                applied: Some(descriptor(
+                    media::OCI_LAYER_TAR,
+                    &applied.diff_id,
+                    applied.size,
+                )),
+            }),
+            applied.compressed_size,
+            applied.size,
+        ))
     }
 
-    async fn diff(
-        &self,
-        request: Request<pb::DiffRequest>,
-    ) -> Result<Response<pb::DiffResponse>, Status> {
+    /// Diff: see the module's documentation.
+    async fn produce_layer(&self, request: Request<pb::DiffRequest>) -> Measured<pb::DiffResponse> {
         let started = Instant::now();
         let (ctx, guard) = request_context(deadline(request.metadata(), started), "diff");
         let r = request.get_ref();
@@ -336,9 +389,13 @@ impl Diff for DiffService {
             ms = started.elapsed().as_millis() as u64,
             "layer produced"
         );
-        Ok(Response::new(pb::DiffResponse {
-            diff: Some(descriptor(&media_type, &exported.digest, exported.size)),
-        }))
+        Ok((
+            Response::new(pb::DiffResponse {
+                diff: Some(descriptor(&media_type, &exported.digest, exported.size)),
+            }),
+            exported.size,
+            exported.uncompressed_size,
+        ))
     }
 }
 

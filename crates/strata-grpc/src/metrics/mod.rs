@@ -10,6 +10,9 @@
 //! | `strata_snapshots` | gauge | `backend`, `kind` | a census at scrape time |
 //! | `strata_snapshot_bytes`, `strata_snapshot_inodes` | gauge | `backend`, `kind` | see below |
 //! | `strata_active_snapshots_measured` | gauge | `backend` | see below |
+//! | `strata_layer_operations_total` | counter | `op` (`apply`, `diff`), `outcome` | diff service calls, `ok` or the gRPC code |
+//! | `strata_layer_bytes_total` | counter | `op`, `form` (`blob`, `tar`) | bytes of layers applied or produced |
+//! | `strata_layer_seconds_total` | counter | `op` | time in successful diff service calls |
 //! | `strata_cleanup_runs_total` | counter | `backend` | successful Cleanups |
 //! | `strata_cleanup_reclaimed_bytes_total`, `strata_cleanup_reclaimed_directories_total` | counter | `backend` | what they removed |
 //!
@@ -22,6 +25,7 @@
 //! `strata_active_snapshots_measured` says how many were.
 
 mod http;
+mod layers;
 mod registry;
 mod scrape;
 mod text;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use strata_core::{CleanupReport, Usage};
 use tonic::Code;
 
+use super::layers::LayerTotals;
 use super::text::{escape, family};
 use crate::status::code_name;
 
@@ -70,6 +71,8 @@ pub struct Metrics {
     cleanup: Mutex<BTreeMap<String, CleanupTotals>>,
     /// backend → key → the last usage a Usage RPC computed.
     usage: Mutex<HashMap<String, HashMap<String, Usage>>>,
+    /// `apply`/`diff` → the diff service's totals.
+    layers: Mutex<BTreeMap<&'static str, LayerTotals>>,
 }
 
 impl Metrics {
@@ -105,6 +108,35 @@ impl Metrics {
             .expect("metrics lock")
             .entry((op, code_name(code)))
             .or_default() += 1;
+    }
+
+    /// Records one layer operation of the diff service (`apply` or `diff`): its outcome
+    /// (`None` for success, else the gRPC code), and for a success the bytes of the blob and
+    /// of the tar stream, and how long it took.
+    pub fn layer_done(
+        &self,
+        op: &'static str,
+        code: Option<Code>,
+        blob_bytes: u64,
+        tar_bytes: u64,
+        elapsed: Duration,
+    ) {
+        let mut layers = self.layers.lock().expect("metrics lock");
+        let totals = layers.entry(op).or_default();
+        *totals
+            .calls
+            .entry(code.map_or("ok", code_name))
+            .or_default() += 1;
+        if code.is_none() {
+            totals.blob_bytes += blob_bytes;
+            totals.tar_bytes += tar_bytes;
+            totals.seconds += super::layers::seconds(elapsed);
+        }
+    }
+
+    /// Writes the diff service's layer counters.
+    pub(super) fn render_layers(&self, out: &mut String) {
+        super::layers::render(out, &self.layers.lock().expect("metrics lock"));
     }
 
     /// Records a successful Cleanup of `backend`.
@@ -232,6 +264,33 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Layer operations count by outcome; only successes add bytes and seconds.
+    #[test]
+    fn layer_totals() {
+        let m = Metrics::new();
+        m.layer_done("apply", None, 100, 300, Duration::from_millis(500));
+        m.layer_done(
+            "apply",
+            Some(Code::InvalidArgument),
+            7,
+            7,
+            Duration::from_secs(9),
+        );
+        m.layer_done("diff", None, 10, 30, Duration::from_millis(250));
+        let mut out = String::new();
+        m.render_layers(&mut out);
+        for line in [
+            "strata_layer_operations_total{op=\"apply\",outcome=\"ok\"} 1\n",
+            "strata_layer_operations_total{op=\"apply\",outcome=\"InvalidArgument\"} 1\n",
+            "strata_layer_bytes_total{op=\"apply\",form=\"blob\"} 100\n",
+            "strata_layer_bytes_total{op=\"apply\",form=\"tar\"} 300\n",
+            "strata_layer_seconds_total{op=\"apply\"} 0.5\n",
+            "strata_layer_seconds_total{op=\"diff\"} 0.25\n",
+        ] {
+            assert!(out.contains(line), "{line} missing from\n{out}");
+        }
+    }
 
     /// Buckets are cumulative in the output and `+Inf` equals the count.
     #[test]

@@ -32,6 +32,7 @@ pub fn render(metrics: &Metrics, backends: &Backends) -> String {
         escape(env!("CARGO_PKG_VERSION"))
     );
     metrics.render_rpc(&mut out);
+    metrics.render_layers(&mut out);
     let figures: Vec<Figures> = backends
         .all()
         .iter()

@@ -15,6 +15,7 @@ use crate::cli::format::human_size;
 use crate::config::Config;
 use crate::settings::{ConfigArgs, Source};
 
+mod differ;
 mod quota;
 
 /// `strata doctor`'s arguments.
@@ -220,6 +221,7 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
     checks.extend(quota::btrfs_checks(&config, btrfs, fs, &probe_dir, kernel));
     checks.push(quota::project_quota_check(overlay, fs, &probe_dir));
     checks.push(socket_check(&config));
+    checks.push(differ::differ_check(&config));
     Report { checks, config }
 }
 
