@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use strata_sys::beneath::{Dir, Special, Tree, split_entry};
+use strata_sys::beneath::{self, Dir, Special, Tree, split_entry};
 
 use crate::digest::{Digest, HashingReader};
 use crate::entries::{self, Header, Kind};
@@ -199,7 +199,10 @@ impl<'a> Writer<'a> {
             }
             return self.whiteout(&parent, &parent_rel, OsStr::from_bytes(target), &h);
         }
-        if let Some(existing) = parent.lstat(&name).map_err(at("lstat", &rel))?
+        // A regular file, the common case, is created first and what was there looked at
+        // only if something was (see `create`); other entries look first.
+        if h.kind != Kind::File
+            && let Some(existing) = parent.lstat(&name).map_err(at("lstat", &rel))?
             && !(existing.is_dir() && h.kind == Kind::Dir)
         {
             parent.remove_all(&name).map_err(at("remove", &rel))?;
@@ -208,7 +211,9 @@ impl<'a> Writer<'a> {
             }
         }
         self.create(&parent, &name, &rel, &h, data)?;
-        self.attributes(&parent, &name, &rel, &h)?;
+        if h.kind != Kind::File {
+            self.attributes(&parent, &name, &rel, &h)?;
+        }
         if h.kind == Kind::Dir {
             let atime = h.atime.map_or(h.mtime, |a| a.max(h.mtime));
             self.dir_times
@@ -216,6 +221,59 @@ impl<'a> Writer<'a> {
         }
         self.unpacked.insert(rel);
         Ok(())
+    }
+
+    /// Removes whatever is at `name` before a new entry takes its place.
+    fn replace(&mut self, parent: &Dir, name: &OsStr, rel: &Path) -> Result<()> {
+        let was_dir = parent
+            .lstat(name)
+            .map_err(at("lstat", rel))?
+            .is_some_and(|e| e.is_dir());
+        parent.remove_all(name).map_err(at("remove", rel))?;
+        if was_dir {
+            self.parent = None;
+        }
+        Ok(())
+    }
+
+    /// Writes a regular file's data and attributes through its open descriptor: owner,
+    /// xattrs, mode (after the owner, which clears setuid bits), times.
+    fn write_file(&mut self, mut file: std::fs::File, rel: &Path, h: &Header, data: &mut dyn Read) -> Result<()> {
+        let mut left = h.size;
+        while left > 0 {
+            let want = self.buffer.len().min(left as usize);
+            let n = data
+                .read(&mut self.buffer[..want])
+                .map_err(|e| LayerError::Corrupt {
+                    entry: Some(h.shown()),
+                    source: e,
+                })?;
+            if n == 0 {
+                return Err(LayerError::Corrupt {
+                    entry: Some(h.shown()),
+                    source: io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("file data ends {left} bytes early"),
+                    ),
+                });
+            }
+            file.write_all(&self.buffer[..n]).map_err(at("write", rel))?;
+            left -= n as u64;
+            self.bytes += n as u64;
+        }
+        beneath::set_file_owner(&file, h.uid, h.gid).map_err(at("fchown", rel))?;
+        for (key, value) in &h.xattrs {
+            if let Err(e) = beneath::set_file_xattr(&file, key, value) {
+                if e.raw_os_error() == Some(95) {
+                    tracing::warn!(entry = %rel.display(), xattr = ?key, error = %e, "xattr ignored");
+                    continue;
+                }
+                return Err(at("fsetxattr", rel)(e));
+            }
+        }
+        beneath::set_file_mode(&file, h.mode).map_err(at("fchmod", rel))?;
+        let atime = h.atime.map_or(h.mtime, |a| a.max(h.mtime));
+        beneath::set_file_times(&file, bound(atime), bound(h.mtime)).map_err(at("futimens", rel))
     }
 
     fn progress(&mut self, rel: &Path) {
@@ -416,31 +474,15 @@ impl<'a> Writer<'a> {
                 Err(e) => Err(at("mkdir", rel)(e)),
             },
             Kind::File => {
-                let mut file = parent.create_file(name, 0o600).map_err(at("create", rel))?;
-                let mut left = h.size;
-                while left > 0 {
-                    let want = self.buffer.len().min(left as usize);
-                    let n =
-                        data.read(&mut self.buffer[..want])
-                            .map_err(|e| LayerError::Corrupt {
-                                entry: Some(h.shown()),
-                                source: e,
-                            })?;
-                    if n == 0 {
-                        return Err(LayerError::Corrupt {
-                            entry: Some(h.shown()),
-                            source: io::Error::new(
-                                io::ErrorKind::UnexpectedEof,
-                                format!("file data ends {left} bytes early"),
-                            ),
-                        });
+                let file = match parent.create_file(name, 0o600) {
+                    Ok(file) => file,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.replace(parent, name, rel)?;
+                        parent.create_file(name, 0o600).map_err(at("create", rel))?
                     }
-                    file.write_all(&self.buffer[..n])
-                        .map_err(at("write", rel))?;
-                    left -= n as u64;
-                    self.bytes += n as u64;
-                }
-                Ok(())
+                    Err(e) => return Err(at("create", rel)(e)),
+                };
+                self.write_file(file, rel, h, data)
             }
             Kind::Symlink => {
                 let target = h.link.as_deref().unwrap_or(Path::new(""));

@@ -406,6 +406,44 @@ impl Dir {
     }
 }
 
+/// Sets the owner of an open file.
+pub fn set_file_owner(file: &File, uid: u32, gid: u32) -> io::Result<()> {
+    rustix::fs::fchown(
+        file,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )?;
+    Ok(())
+}
+
+/// Sets the permission bits (setuid, setgid and sticky included) of an open file.
+pub fn set_file_mode(file: &File, mode: u32) -> io::Result<()> {
+    rustix::fs::fchmod(file, Mode::from_raw_mode((mode & 0o7777) as RawMode))?;
+    Ok(())
+}
+
+/// Sets the access and modification times of an open file.
+pub fn set_file_times(file: &File, atime: (i64, u32), mtime: (i64, u32)) -> io::Result<()> {
+    let ts = |(s, ns): (i64, u32)| Timespec {
+        tv_sec: s,
+        tv_nsec: ns as _,
+    };
+    rustix::fs::futimens(
+        file,
+        &Timestamps {
+            last_access: ts(atime),
+            last_modification: ts(mtime),
+        },
+    )?;
+    Ok(())
+}
+
+/// Sets the extended attribute `key` of an open file.
+pub fn set_file_xattr(file: &File, key: &OsStr, value: &[u8]) -> io::Result<()> {
+    rustix::fs::fsetxattr(file, key, value, rustix::fs::XattrFlags::empty())?;
+    Ok(())
+}
+
 /// The metadata of the absolute `path`, not following a final symlink; `None` if absent.
 pub fn lstat_path(path: &Path) -> io::Result<Option<EntryStat>> {
     let parent = path.parent().unwrap_or(Path::new("/"));
