@@ -4,12 +4,23 @@
 # against the Debian-packaged containerd 1.6 sources.
 #
 #   bench/anchor/build.sh [OUTPUT]     (default /var/tmp/strata-bench/strata-anchor)
+#   bench/anchor/build.sh --btrfs [OUTPUT]
+#       (default /var/tmp/strata-bench/strata-anchor-btrfs): a cgo build that can also serve
+#       containerd's btrfs snapshotter (-backend btrfs), for `strata-bench btrfs`; it needs
+#       gcc and libbtrfs-dev besides the packages below.
 #
 # Prerequisites: apt-get install golang-go golang-github-containerd-containerd-dev
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-OUT=${1:-/var/tmp/strata-bench/strata-anchor}
+cgo=0
+if [ "${1:-}" = --btrfs ]; then
+  cgo=1
+  shift
+  OUT=${1:-/var/tmp/strata-bench/strata-anchor-btrfs}
+else
+  OUT=${1:-/var/tmp/strata-bench/strata-anchor}
+fi
 CONTAINERD_SRC=/usr/share/gocode/src/github.com/containerd/containerd
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
@@ -18,7 +29,11 @@ command -v go >/dev/null 2>&1 ||
 [ -f "$CONTAINERD_SRC/contrib/snapshotservice/service.go" ] ||
   die "containerd source not found under $CONTAINERD_SRC. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
 
-export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0
+if [ "$cgo" = 1 ]; then
+  [ -f /usr/include/btrfs/ioctl.h ] ||
+    die "libbtrfs headers not found: apt-get install libbtrfs-dev (and gcc)"
+fi
+export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=$cgo
 export GOPATH="$SCRIPT_DIR:/usr/share/gocode"
 export GOCACHE=${GOCACHE:-/var/tmp/strata-gocache}
 mkdir -p "$(dirname "$OUT")" "$GOCACHE"

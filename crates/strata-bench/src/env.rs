@@ -66,6 +66,12 @@ impl Env {
     /// Makes a fresh journaled ext4 of `size` bytes on a loop device and mounts it at
     /// `<run dir>/<name>`. The disk is registered for teardown as soon as it exists.
     pub fn make_disk(&self, name: &str, size: u64) -> Result<Disk> {
+        self.make_disk_fs(name, size, "ext4")
+    }
+
+    /// [`Env::make_disk`] with filesystem `fs`: `ext4` (journaled, inode tables written
+    /// now) or `btrfs`.
+    pub fn make_disk_fs(&self, name: &str, size: u64, fs: &str) -> Result<Disk> {
         let image = self.dir.join(format!("disk-{name}.img"));
         let mountpoint = self.dir.join(name);
         {
@@ -89,20 +95,24 @@ impl Env {
         self.state().disks.push(disk.clone());
         // Journaled ext4 (mke2fs' default has_journal). The inode tables and journal are
         // written now rather than by ext4lazyinit in the background during the measurements.
-        output(
-            "mkfs.ext4",
-            &[
-                "-q",
-                "-F",
-                "-E",
-                "lazy_itable_init=0,lazy_journal_init=0",
-                &disk.loopdev,
-            ],
-        )?;
+        if fs == "btrfs" {
+            output("mkfs.btrfs", &["-q", "-f", &disk.loopdev])?;
+        } else {
+            output(
+                "mkfs.ext4",
+                &[
+                    "-q",
+                    "-F",
+                    "-E",
+                    "lazy_itable_init=0,lazy_journal_init=0",
+                    &disk.loopdev,
+                ],
+            )?;
+        }
         fs::create_dir_all(&disk.mountpoint)?;
         output(
             "mount",
-            &["-t", "ext4", &disk.loopdev, path_str(&disk.mountpoint)?],
+            &["-t", fs, &disk.loopdev, path_str(&disk.mountpoint)?],
         )?;
         Ok(disk)
     }

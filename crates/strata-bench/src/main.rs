@@ -14,6 +14,7 @@
 //! ends. It must run as root. See `bench/README.md`.
 
 mod bench;
+mod btrfs;
 mod env;
 mod floor;
 mod ops;
@@ -57,6 +58,8 @@ enum Cmd {
     Scale(ScaleArgs),
     /// The filesystem floor: durable 4 KiB write, mkdir x2 + rename.
     Floor(FloorArgs),
+    /// On one loop btrfs: Strata btrfs vs Strata overlay vs containerd's btrfs snapshotter.
+    Btrfs(BtrfsArgs),
     /// Lists the row ids of the default table (for --rows).
     Rows,
 }
@@ -127,6 +130,32 @@ struct ScaleArgs {
 }
 
 #[derive(Args, Clone)]
+struct BtrfsArgs {
+    /// The strata binary [default: `strata` next to this binary]
+    #[arg(long)]
+    strata: Option<PathBuf>,
+    /// containerd's btrfs snapshotter behind the anchor (`bench/anchor/build.sh --btrfs`
+    /// builds it); skipped, with a note, when the file does not exist
+    #[arg(long, default_value = "/var/tmp/strata-bench/strata-anchor-btrfs")]
+    anchor_btrfs: PathBuf,
+    /// Where the disk image, mounts, sockets and logs go
+    #[arg(long, default_value = "/var/tmp/strata-bench")]
+    work_dir: PathBuf,
+    /// Size of the (sparse) btrfs image all servers share
+    #[arg(long, default_value = "16G", value_parser = env::parse_size)]
+    disk_size: u64,
+    /// Rounds (each server once per round, the order rotating)
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Timed operations per round of a light row
+    #[arg(long, default_value_t = 100)]
+    ops: usize,
+    /// Also write the results as JSON to this file
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Args, Clone)]
 struct FloorArgs {
     /// Where the disk image and its mount go
     #[arg(long, default_value = "/var/tmp/strata-bench")]
@@ -155,6 +184,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => a.common.work_dir.clone(),
         Cmd::Scale(a) => a.common.work_dir.clone(),
         Cmd::Floor(a) => a.work_dir.clone(),
+        Cmd::Btrfs(a) => a.work_dir.clone(),
     };
     if !rustix::process::geteuid().is_root() {
         eprintln!("strata-bench: must run as root (it makes loop devices, filesystems and mounts)");
@@ -238,8 +268,50 @@ async fn dispatch(env: &Env, command: Cmd) -> Result<()> {
         Cmd::Run(a) => run(env, a).await,
         Cmd::Scale(a) => scale(env, a).await,
         Cmd::Floor(a) => floor(env, a).await,
+        Cmd::Btrfs(a) => btrfs_cmd(env, a).await,
         Cmd::Rows => Ok(()),
     }
+}
+
+async fn btrfs_cmd(env: &Env, a: BtrfsArgs) -> Result<()> {
+    let strata = match a.strata {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .map(|d| d.join("strata"))
+            .ok_or("cannot locate this binary's directory")?,
+    };
+    if !strata.is_file() {
+        return Err(format!("the strata binary {} does not exist", strata.display()).into());
+    }
+    let anchor_btrfs = a.anchor_btrfs.is_file().then_some(a.anchor_btrfs.clone());
+    if anchor_btrfs.is_none() {
+        println!(
+            "note: {} absent: containerd's btrfs snapshotter is not measured (bench/anchor/build.sh --btrfs builds it; it needs cgo, gcc and libbtrfs-dev)",
+            a.anchor_btrfs.display()
+        );
+    }
+    println!(
+        "strata-bench btrfs: one loop btrfs ({} GiB sparse, simple quotas on), {} rounds, {} ops per light row; p50 = median of per-round p50s (min–max)",
+        a.disk_size >> 30,
+        a.rounds,
+        a.ops
+    );
+    let rows = btrfs::run(
+        env,
+        &btrfs::BtrfsConfig {
+            strata,
+            anchor_btrfs,
+            disk_size: a.disk_size,
+            rounds: a.rounds.max(1),
+            ops: a.ops.max(1),
+        },
+    )
+    .await?;
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(())
 }
 
 /// Facts about the machine and the run, printed and written to JSON.

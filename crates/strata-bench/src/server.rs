@@ -111,9 +111,21 @@ impl Server {
     /// Starts server `kind` with its root on `disk` and waits (at most 60 s) until its
     /// socket accepts connections.
     pub fn start(env: &Env, kind: Kind, bins: &Binaries, disk: Disk) -> Result<Server> {
-        let root = disk.mountpoint.join("root");
-        let socket = env.dir.join(format!("{}.sock", kind.name()));
-        let log = env.dir.join(format!("{}.stderr", kind.name()));
+        Server::start_at(env, kind, bins, disk, kind.name())
+    }
+
+    /// [`Server::start`] with root `<disk>/<name>`, socket `<run dir>/<name>.sock` and log
+    /// `<run dir>/<name>.stderr`, so that several servers can share one disk.
+    pub fn start_at(
+        env: &Env,
+        kind: Kind,
+        bins: &Binaries,
+        disk: Disk,
+        name: &str,
+    ) -> Result<Server> {
+        let root = disk.mountpoint.join(name);
+        let socket = env.dir.join(format!("{name}.sock"));
+        let log = env.dir.join(format!("{name}.stderr"));
         let stderr = fs::File::create(&log)?;
         let mut cmd = match kind {
             Kind::Strata => {

@@ -4,7 +4,7 @@
 // the API Strata serves. It is the baseline ("anchor") that strata-bench
 // measures Strata against.
 //
-//	strata-anchor -root DIR -address SOCK -backend overlay|native
+//	strata-anchor -root DIR -address SOCK -backend overlay|native|btrfs
 //
 // The overlay snapshotter is configured as containerd 1.6's "overlayfs"
 // plugin configures it by default (snapshots/overlay/plugin): with
@@ -50,7 +50,7 @@ func main() {
 	backend := flag.String("backend", "overlay", "snapshotter: overlay or native")
 	flag.Parse()
 	if *root == "" || *address == "" || flag.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "usage: strata-anchor -root DIR -address SOCK [-backend overlay|native]")
+		fmt.Fprintln(os.Stderr, "usage: strata-anchor -root DIR -address SOCK [-backend overlay|native|btrfs]")
 		os.Exit(2)
 	}
 	if err := run(*root, *address, *backend); err != nil {
@@ -66,8 +66,11 @@ func newSnapshotter(root, backend string) (snapshots.Snapshotter, error) {
 		return overlay.NewSnapshotter(root, overlay.AsynchronousRemove)
 	case "native":
 		return native.NewSnapshotter(root)
+	case "btrfs":
+		// Only in a cgo build (build.sh --btrfs): see btrfs_cgo.go.
+		return newBtrfs(root)
 	default:
-		return nil, fmt.Errorf("unknown backend %q (expected overlay or native)", backend)
+		return nil, fmt.Errorf("unknown backend %q (expected overlay, native or btrfs)", backend)
 	}
 }
 
