@@ -201,7 +201,7 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
     let m = c
         .prepare(key(usize::MAX), String::new(), labels(&[]))
         .await?;
-    write_tree(writable_dir(&m)?, 20).await?;
+    write_tree(writable(t, &m)?, 20).await?;
     c.commit(parent.clone(), key(usize::MAX)).await?;
     t.sync()?;
     let mut samples = Vec::new();
@@ -222,7 +222,7 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
         Op::Commit => {
             for n in 0..ops {
                 let m = c.prepare(key(n), parent.clone(), labels(&[])).await?;
-                std::fs::write(writable_dir(&m)?.join("file"), [7u8; 4096])?;
+                std::fs::write(writable(t, &m)?.join("file"), [7u8; 4096])?;
                 let name = format!("{}-c", key(n));
                 let start = Instant::now();
                 c.commit(name.clone(), key(n)).await?;
@@ -246,7 +246,7 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
             let mut below = parent.clone();
             for n in 0..128 {
                 let m = c.prepare(key(n), below.clone(), labels(&[])).await?;
-                std::fs::write(writable_dir(&m)?.join(format!("layer{n}")), b"x")?;
+                std::fs::write(writable(t, &m)?.join(format!("layer{n}")), b"x")?;
                 let name = format!("{}-c", key(n));
                 c.commit(name.clone(), key(n)).await?;
                 cleanup.push(name.clone());
@@ -257,7 +257,7 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
         }
         Op::Usage(files) => {
             let m = c.prepare(key(0), parent.clone(), labels(&[])).await?;
-            write_tree(writable_dir(&m)?, files).await?;
+            write_tree(writable(t, &m)?, files).await?;
             // Flushed: qgroup figures are those of the last committed transaction.
             t.sync()?;
             let (size, _) = c.usage(key(0)).await?;
@@ -279,4 +279,28 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
     c.cleanup().await?;
     syncfs(t.server.disk_root())?;
     Ok(p50(samples))
+}
+
+/// The directory to write an active snapshot's content into: the bind source, the overlay
+/// upperdir, or for containerd's btrfs snapshotter (a `btrfs` mount with `subvolid=`), the
+/// subvolume under its root's `active/` with that id.
+fn writable(t: &Target, mounts: &[Mount]) -> Result<PathBuf> {
+    let m = mounts.first().ok_or("no mounts")?;
+    if m.r#type != "btrfs" {
+        return crate::ops::writable_dir(mounts);
+    }
+    let id: u64 = m
+        .options
+        .iter()
+        .find_map(|o| o.strip_prefix("subvolid="))
+        .ok_or("a btrfs mount without subvolid")?
+        .parse()?;
+    let active = t.server.disk_root().join("containerd-btrfs").join("active");
+    for entry in std::fs::read_dir(&active)? {
+        let path = entry?.path();
+        if strata_sys::btrfs::subvolume_id(&path).ok() == Some(id) {
+            return Ok(path);
+        }
+    }
+    Err(format!("no subvolume {id} under {}", active.display()).into())
 }
