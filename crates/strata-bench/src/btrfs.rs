@@ -14,10 +14,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use strata_core::Mount;
 
 use crate::Result;
 use crate::env::Env;
-use crate::ops::{Target, labels, syncfs, writable_dir, write_tree};
+use crate::ops::{Target, labels, syncfs, write_tree};
 use crate::report::fmt_dur;
 use crate::server::{Binaries, Kind, Server};
 
@@ -193,16 +194,15 @@ fn p50(mut v: Vec<Duration>) -> f64 {
 /// One round of `op` on `t`: the p50 of its timed operations, µs. Everything it creates is
 /// removed (and cleaned up) before it returns.
 async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
-    let mut c = t.conn(0);
+    let c = t.conn(0);
     let id = t.fresh_ids(1_000_000);
     let key = |n: usize| format!("default/{id}/k{n}");
     // A committed parent with a few files.
     let parent = format!("default/{id}/parent");
-    let m = c
-        .prepare(key(usize::MAX), String::new(), labels(&[]))
-        .await?;
+    let m = c.prepare(&key(usize::MAX), "", labels(&[])).await?;
     write_tree(writable(t, &m)?, 20).await?;
-    c.commit(parent.clone(), key(usize::MAX)).await?;
+    c.commit(&parent, &key(usize::MAX), labels(&[]), None)
+        .await?;
     t.sync()?;
     let mut samples = Vec::new();
     let mut cleanup = Vec::new();
@@ -211,9 +211,9 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
             for n in 0..ops {
                 let start = Instant::now();
                 if matches!(op, Op::Prepare) {
-                    c.prepare(key(n), parent.clone(), labels(&[])).await?;
+                    c.prepare(&key(n), &parent, labels(&[])).await?;
                 } else {
-                    c.view(key(n), parent.clone(), labels(&[])).await?;
+                    c.view(&key(n), &parent, labels(&[])).await?;
                 }
                 samples.push(start.elapsed());
                 cleanup.push(key(n));
@@ -221,23 +221,23 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
         }
         Op::Commit => {
             for n in 0..ops {
-                let m = c.prepare(key(n), parent.clone(), labels(&[])).await?;
+                let m = c.prepare(&key(n), &parent, labels(&[])).await?;
                 std::fs::write(writable(t, &m)?.join("file"), [7u8; 4096])?;
                 let name = format!("{}-c", key(n));
                 let start = Instant::now();
-                c.commit(name.clone(), key(n)).await?;
+                c.commit(&name, &key(n), labels(&[]), None).await?;
                 samples.push(start.elapsed());
                 cleanup.push(name);
             }
         }
         Op::Remove => {
             for n in 0..ops {
-                c.prepare(key(n), parent.clone(), labels(&[])).await?;
+                c.prepare(&key(n), &parent, labels(&[])).await?;
             }
             t.sync()?;
             for n in 0..ops {
                 let start = Instant::now();
-                c.remove(key(n)).await?;
+                c.remove(&key(n)).await?;
                 samples.push(start.elapsed());
             }
         }
@@ -245,10 +245,10 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
             let start = Instant::now();
             let mut below = parent.clone();
             for n in 0..128 {
-                let m = c.prepare(key(n), below.clone(), labels(&[])).await?;
+                let m = c.prepare(&key(n), &below, labels(&[])).await?;
                 std::fs::write(writable(t, &m)?.join(format!("layer{n}")), b"x")?;
                 let name = format!("{}-c", key(n));
-                c.commit(name.clone(), key(n)).await?;
+                c.commit(&name, &key(n), labels(&[]), None).await?;
                 cleanup.push(name.clone());
                 below = name;
             }
@@ -256,26 +256,26 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
             cleanup.reverse();
         }
         Op::Usage(files) => {
-            let m = c.prepare(key(0), parent.clone(), labels(&[])).await?;
+            let m = c.prepare(&key(0), &parent, labels(&[])).await?;
             write_tree(writable(t, &m)?, files).await?;
             // Flushed: qgroup figures are those of the last committed transaction.
             t.sync()?;
-            let (size, _) = c.usage(key(0)).await?;
+            let size = c.usage(&key(0)).await?.size;
             if size < (files as i64) * 512 {
                 return Err(format!("Usage says {size} bytes for {files} files").into());
             }
             for _ in 0..ops.min(50) {
                 let start = Instant::now();
-                c.usage(key(0)).await?;
+                c.usage(&key(0)).await?;
                 samples.push(start.elapsed());
             }
             cleanup.push(key(0));
         }
     }
     for k in cleanup.into_iter().rev() {
-        c.remove(k).await?;
+        c.remove(&k).await?;
     }
-    c.remove(parent).await?;
+    c.remove(&parent).await?;
     c.cleanup().await?;
     syncfs(t.server.disk_root())?;
     Ok(p50(samples))
@@ -286,7 +286,7 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
 /// subvolume under its root's `active/` with that id.
 fn writable(t: &Target, mounts: &[Mount]) -> Result<PathBuf> {
     let m = mounts.first().ok_or("no mounts")?;
-    if m.r#type != "btrfs" {
+    if m.kind != "btrfs" {
         return crate::ops::writable_dir(mounts);
     }
     let id: u64 = m
