@@ -135,14 +135,7 @@ impl Driver for Btrfs {
     }
 
     fn destroy(&self, dir: &Path) -> std::io::Result<()> {
-        let fs = dir.join("fs");
-        match btrfs::is_subvolume(&fs) {
-            Ok(true) => btrfs::destroy_subvolume(&fs)?,
-            Ok(false) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-        std::fs::remove_dir_all(dir)
+        remove_snapshot_dir(dir)
     }
 
     fn seals(&self) -> bool {
@@ -180,21 +173,17 @@ impl Driver for Btrfs {
         }
         // No accounting: what differs from the parent, as containerd's btrfs snapshotter
         // measures (a plain walk would count the parent's files as the snapshot's own).
-        let Some(&parent) = snapshot.parent_ids.first() else {
-            return Ok(None);
-        };
-        let stop = || ctx.is_done();
-        match strata_sys::usage::diff_usage_until(&fs, &layout.fs(parent), &stop) {
-            Ok(du) => Ok(Some(Usage {
-                size: du.bytes as i64,
-                inodes: du.inodes as i64,
-            })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
-                Err(ctx.check().err().unwrap_or(Error::Cancelled))
-            }
-            Err(e) => Err(Error::io("usage walk", &fs, e)),
-        }
+        diff_usage(ctx, layout, snapshot)
+    }
+
+    fn commit_usage(
+        &self,
+        ctx: &Ctx,
+        layout: &Layout,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Usage>> {
+        // Exact, with inodes, and what `strata fsck` checks: the walk against the parent.
+        diff_usage(ctx, layout, snapshot)
     }
 
     fn limits(&self) -> Option<LimitPolicy> {
@@ -216,6 +205,71 @@ impl Driver for Btrfs {
             Err(e) => Err(Error::io("btrfs qgroup limit", fs, e)),
         }
     }
+}
+
+/// What `snapshot`'s subvolume holds beyond its parent's (inodes new or changed since the
+/// snapshot was taken); `None` for a snapshot without parent, whose whole tree is its own
+/// (the engine walks it), or one removed meanwhile.
+fn diff_usage(ctx: &Ctx, layout: &Layout, snapshot: &Snapshot) -> Result<Option<Usage>> {
+    let Some(&parent) = snapshot.parent_ids.first() else {
+        return Ok(None);
+    };
+    let fs = layout.fs(snapshot.id);
+    let stop = || ctx.is_done();
+    match strata_sys::usage::diff_usage_until(&fs, &layout.fs(parent), &stop) {
+        Ok(du) => Ok(Some(Usage {
+            size: du.bytes as i64,
+            inodes: du.inodes as i64,
+        })),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
+            Err(ctx.check().err().unwrap_or(Error::Cancelled))
+        }
+        Err(e) => Err(Error::io("usage walk", &fs, e)),
+    }
+}
+
+/// Deletes a snapshot directory of the btrfs backend: its `fs` subvolume (read-only or not,
+/// with any subvolumes nested in it) by the destroy ioctl, then the directory. What Cleanup
+/// does, and `strata fsck --repair` for an orphan.
+pub fn remove_snapshot_dir(dir: &Path) -> std::io::Result<()> {
+    let fs = dir.join("fs");
+    match btrfs::is_subvolume(&fs) {
+        Ok(true) => btrfs::destroy_subvolume(&fs)?,
+        Ok(false) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::remove_dir_all(dir)
+}
+
+/// How snapshot `id`'s `fs` stands as a subvolume, for `strata fsck`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubvolumeState {
+    /// A subvolume, read-only exactly when the snapshot's kind says (active: writable).
+    Good,
+    /// A plain directory: not made by this backend (restored by a copy?); it works, but its
+    /// snapshots and removal cost a copy and a walk.
+    NotASubvolume,
+    /// A subvolume whose read-only flag disagrees with the snapshot's kind.
+    WrongFlag {
+        /// The flag found.
+        readonly: bool,
+    },
+}
+
+/// Inspects snapshot `id`'s `fs` for a snapshot of `kind`.
+pub fn subvolume_state(layout: &Layout, id: u64, kind: Kind) -> std::io::Result<SubvolumeState> {
+    let fs = layout.fs(id);
+    if !btrfs::is_subvolume(&fs)? {
+        return Ok(SubvolumeState::NotASubvolume);
+    }
+    let readonly = btrfs::is_readonly(&fs)?;
+    Ok(if readonly == (kind != Kind::Active) {
+        SubvolumeState::Good
+    } else {
+        SubvolumeState::WrongFlag { readonly }
+    })
 }
 
 /// The mounts of a btrfs snapshot: a bind of its own subvolume, read-write when active and

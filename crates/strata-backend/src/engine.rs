@@ -282,7 +282,11 @@ impl<D: Driver> Engine<D> {
         // Measured before the metadata write: a 10,000-file walk must not hold up a batch.
         crash::pause("commit-walk");
         let fs = self.layout.fs(id);
-        let usage = walk_usage(ctx, &fs, key)?;
+        let snapshot = self.store.read(ctx, |tx| tx.snapshot(key))?;
+        let usage = match self.driver.commit_usage(ctx, &self.layout, &snapshot)? {
+            Some(usage) => usage,
+            None => walk_usage(ctx, &fs, key)?,
+        };
         if self.options.sync_commit {
             strata_sys::syncfs(&fs).map_err(|e| Error::io("syncfs", &fs, e))?;
         }

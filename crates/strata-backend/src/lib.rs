@@ -80,6 +80,19 @@ pub trait Driver: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// The usage a Commit records for `snapshot` when the driver measures it its own way
+    /// (btrfs: against its parent, whose files its subvolume also holds); `None` to have
+    /// the engine walk the snapshot's directory.
+    fn commit_usage(
+        &self,
+        ctx: &Ctx,
+        layout: &Layout,
+        snapshot: &Snapshot,
+    ) -> Result<Option<Usage>> {
+        let _ = (ctx, layout, snapshot);
+        Ok(None)
+    }
+
     /// Whether (and how) this driver enforces size limits on writable snapshots; `None`:
     /// the `containerd.io/snapshot/max-size` label is kept as any other and has no effect.
     fn limits(&self) -> Option<LimitPolicy> {

@@ -10,6 +10,12 @@
 //! | broken parent link: a snapshot whose parent has no record | left: only a restore can bring the parent back |
 //! | child of a missing parent: a snapshot further down such a chain, or below a snapshot without directory | left, for the same reason |
 //! | usage drift: a committed snapshot whose recorded usage differs from a fresh walk | the recorded figure replaced by the walk's |
+//! | btrfs: a read-only flag that disagrees with the kind (a committed snapshot writable, an active one read-only) | the flag set as the kind says |
+//! | btrfs: a snapshot whose `fs` is a plain directory, not a subvolume | left: it still works; recreate it to get a subvolume back |
+//!
+//! On btrfs, orphans are deleted with the subvolume destroy ioctl (a read-only subvolume
+//! cannot be emptied file by file), and a committed snapshot's usage is what it holds beyond
+//! its parent, as the backend records it.
 //!
 //! It takes the root's lock (`<root>/strata.lock`) as the daemon does, so it refuses to run
 //! beside one: a live daemon creates and removes directories as it goes.
@@ -18,6 +24,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use strata_backend::btrfs::SubvolumeState;
 use strata_backend::{Entry, Layout};
 use strata_core::{Ctx, Kind, Usage};
 use strata_meta::{Record, Store};
@@ -141,6 +148,24 @@ pub enum Problem {
         /// What a walk found.
         found: UsageJson,
     },
+    /// btrfs: a subvolume whose read-only flag disagrees with its snapshot's kind.
+    ReadOnlyFlag {
+        /// Its key.
+        key: String,
+        /// Its id.
+        id: u64,
+        /// Its kind.
+        kind: &'static str,
+        /// The flag found.
+        readonly: bool,
+    },
+    /// btrfs: a snapshot whose `fs` is a plain directory, not a subvolume.
+    NotASubvolume {
+        /// Its key.
+        key: String,
+        /// Its id.
+        id: u64,
+    },
     /// Directories without any metadata store: nothing can tell what they are.
     MissingStore {
         /// Directories under `snapshots/`.
@@ -223,6 +248,20 @@ impl std::fmt::Display for Problem {
                     found.inodes
                 )
             }
+            Problem::ReadOnlyFlag {
+                key,
+                id,
+                kind,
+                readonly,
+            } => write!(
+                f,
+                "read-only flag: {kind} snapshot {key:?} (id {id}) has a {} subvolume",
+                if *readonly { "read-only" } else { "writable" }
+            ),
+            Problem::NotASubvolume { key, id } => write!(
+                f,
+                "not a subvolume: snapshot {key:?} has a plain directory at snapshots/{id}/fs"
+            ),
             Problem::MissingStore { directories } => write!(
                 f,
                 "missing metadata store: {directories} entries under snapshots/ but no metadata.redb"
@@ -560,10 +599,17 @@ fn find_problems(
                 kind: r.kind.as_str(),
                 children: children.get(key.as_str()).cloned().unwrap_or_default(),
             });
-        } else if r.kind == Kind::Committed {
+        } else {
+            if backend == "btrfs" {
+                problems.extend(subvolume_problem(layout, key, r));
+            }
+            if r.kind != Kind::Committed {
+                progress.tick();
+                continue;
+            }
             // A walk that fails (permissions, I/O) says nothing about drift; the missing or
             // unreadable directory is reported elsewhere or by the daemon.
-            if let Ok(du) = disk_usage(&fs) {
+            if let Ok(du) = committed_usage(backend, layout, records, r, &fs) {
                 let found = Usage {
                     size: du.bytes as i64,
                     inodes: du.inodes as i64,
@@ -602,6 +648,40 @@ fn find_problems(
     }
     problems.extend(drift);
     problems
+}
+
+/// A committed snapshot's usage as its backend records it: on btrfs, what its subvolume holds
+/// beyond its parent's; elsewhere, a walk of its directory.
+fn committed_usage(
+    backend: &str,
+    layout: &Layout,
+    records: &BTreeMap<String, Record>,
+    r: &Record,
+    fs: &Path,
+) -> std::io::Result<strata_sys::usage::DiskUsage> {
+    match records.get(&r.parent) {
+        Some(parent) if backend == "btrfs" => {
+            strata_sys::usage::diff_usage_until(fs, &layout.fs(parent.id), &|| false)
+        }
+        _ => disk_usage(fs),
+    }
+}
+
+/// btrfs: how snapshot `key`'s subvolume disagrees with its record, if it does.
+fn subvolume_problem(layout: &Layout, key: &str, r: &Record) -> Option<Problem> {
+    match strata_backend::btrfs::subvolume_state(layout, r.id, r.kind).ok()? {
+        SubvolumeState::Good => None,
+        SubvolumeState::NotASubvolume => Some(Problem::NotASubvolume {
+            key: key.to_owned(),
+            id: r.id,
+        }),
+        SubvolumeState::WrongFlag { readonly } => Some(Problem::ReadOnlyFlag {
+            key: key.to_owned(),
+            id: r.id,
+            kind: r.kind.as_str(),
+            readonly,
+        }),
+    }
 }
 
 /// Walks up from `parent` (which has a record) and returns the first ancestor that has no
@@ -650,7 +730,9 @@ fn fix(
         )),
         Problem::OrphanDirectory { name, .. } => {
             let path = layout.snapshots().join(name);
-            let removed = if path.is_dir() && !path.is_symlink() {
+            let removed = if path.is_dir() && !path.is_symlink() && backend == "btrfs" {
+                strata_backend::btrfs::remove_snapshot_dir(&path)
+            } else if path.is_dir() && !path.is_symlink() {
                 std::fs::remove_dir_all(&path)
             } else {
                 std::fs::remove_file(&path)
@@ -700,6 +782,19 @@ fn fix(
         )),
         Problem::ChildOfMissingParent { .. } => Fix::Left(
             "nothing: it is intact, its ancestor is not; see that ancestor's problem".to_owned(),
+        ),
+        Problem::ReadOnlyFlag { id, readonly, .. } => {
+            let fs = layout.fs(*id);
+            strata_sys::btrfs::set_readonly(&fs, !readonly).map_err(io("btrfs set flags", &fs))?;
+            Fix::Done(format!(
+                "made snapshots/{id}/fs {}",
+                if *readonly { "writable" } else { "read-only" }
+            ))
+        }
+        Problem::NotASubvolume { .. } => Fix::Left(
+            "nothing: it works as it is; to get a subvolume back, remove the snapshot and let \
+             containerd recreate it"
+                .to_owned(),
         ),
         Problem::MissingStore { .. } => Fix::Left("nothing".to_owned()),
     })

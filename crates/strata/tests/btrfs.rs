@@ -122,3 +122,64 @@ async fn configured_limits_over_grpc() {
     );
     assert!(line("project quotas").contains("btrfs"), "{text}");
 }
+
+/// `strata fsck` knows subvolumes: a committed snapshot made writable and an active one left
+/// read-only are reported and repaired by setting the flag; an orphan read-only subvolume is
+/// destroyed; committed usage (measured against the parent) shows no drift.
+#[tokio::test(flavor = "multi_thread")]
+async fn fsck_knows_subvolumes() {
+    let fs = LoopBtrfs::new(512 << 20);
+    let mut d = Daemon::start_in(fs.path(), "btrfs", &["--config", "/dev/null"]);
+    let c = d.client().await;
+    let base = writable_dir(&c.prepare("base-a", "", no_labels()).await.unwrap());
+    write_file(&base.join("f"), MIB).unwrap();
+    c.commit("base", "base-a", no_labels(), None).await.unwrap();
+    let layer = writable_dir(&c.prepare("layer-a", "base", no_labels()).await.unwrap());
+    write_file(&layer.join("g"), 2 * MIB).unwrap();
+    c.commit("layer", "layer-a", no_labels(), None)
+        .await
+        .unwrap();
+    let active = writable_dir(&c.prepare("active", "layer", no_labels()).await.unwrap());
+    drop(c);
+    d.stop();
+
+    let fsck = |repair: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+        cmd.args(["fsck", "--config", "/dev/null", "--root"])
+            .arg(&d.root);
+        if repair {
+            cmd.arg("--repair");
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = fsck(false);
+    assert_eq!(
+        code,
+        Some(0),
+        "a clean btrfs root (no usage drift):\n{text}"
+    );
+
+    strata_sys::btrfs::set_readonly(&layer, false).unwrap();
+    strata_sys::btrfs::set_readonly(&active, true).unwrap();
+    let orphan = d.snapshots_dir().join("99");
+    std::fs::create_dir(&orphan).unwrap();
+    strata_sys::btrfs::snapshot(&base, &orphan.join("fs"), true).unwrap();
+    let (code, text) = fsck(false);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("committed snapshot \"layer\""), "{text}");
+    assert!(text.contains("has a writable subvolume"), "{text}");
+    assert!(text.contains("active snapshot \"active\""), "{text}");
+    assert!(text.contains("orphan directory snapshots/99"), "{text}");
+
+    let (code, text) = fsck(true);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(strata_sys::btrfs::is_readonly(&layer).unwrap());
+    assert!(!strata_sys::btrfs::is_readonly(&active).unwrap());
+    assert!(!orphan.exists());
+    let (code, text) = fsck(false);
+    assert_eq!(code, Some(0), "{text}");
+}
