@@ -8,7 +8,8 @@
 //! other two servers walk files whatever the quota state, and pay the same accounting
 //! overhead on writes). Every row is measured in `rounds` rounds, the servers' order rotating
 //! each round; a row's figure is the median of the per-round p50s, with the smallest and
-//! largest per-round p50 beside it.
+//! largest per-round p50 beside it. After each round, the benchmark waits until btrfs has
+//! dropped the subvolumes that round deleted (`btrfs subvolume sync`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -279,6 +280,12 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
     // Remove.
     let _ = c.cleanup().await;
     syncfs(t.server.disk_root())?;
+    // Deleted subvolumes are dropped by a kernel thread afterwards; wait for it, or its work
+    // lands in whichever server's measurement comes next.
+    let _ = std::process::Command::new("btrfs")
+        .args(["subvolume", "sync"])
+        .arg(t.server.disk_root())
+        .output();
     Ok(p50(samples))
 }
 
