@@ -47,6 +47,8 @@ pub struct Config {
     pub overlay: OverlayConfig,
     /// btrfs backend settings.
     pub btrfs: BtrfsConfig,
+    /// Pulling layers straight into snapshots (containerd's remote-snapshot protocol).
+    pub pull: strata_pull::PullConfig,
 }
 
 /// `[btrfs]` settings.
@@ -99,6 +101,7 @@ impl Default for Config {
             containerd_address: DEFAULT_CONTAINERD_ADDRESS.into(),
             overlay: OverlayConfig::default(),
             btrfs: BtrfsConfig::default(),
+            pull: strata_pull::PullConfig::default(),
         }
     }
 }

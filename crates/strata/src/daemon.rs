@@ -71,6 +71,29 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonErr
     move |source| DaemonError::Io { op, path, source }
 }
 
+/// Wraps every backend in the pull path when `[pull] enabled` (see [`strata_pull`]).
+pub fn with_pull(
+    config: &Config,
+    backends: Vec<Arc<dyn Snapshotter>>,
+) -> Result<Vec<Arc<dyn Snapshotter>>, DaemonError> {
+    if !config.pull.enabled {
+        tracing::info!("pulling layers into snapshots is off ([pull] enabled = false)");
+        return Ok(backends);
+    }
+    let registry = strata_pull::registry::Registry::new(config.pull.clone())
+        .map_err(|e| ConfigError(format!("[pull]: {e}")))?;
+    let puller = strata_pull::Puller::new(registry, Arc::default());
+    tracing::info!(
+        hosts_dir = %config.pull.hosts_dir.display(),
+        max_concurrent_layers = config.pull.max_concurrent_layers,
+        "pulling layers into snapshots when containerd sends remote-snapshot labels"
+    );
+    Ok(backends
+        .into_iter()
+        .map(|b| Arc::new(strata_pull::Remote::new(b, Arc::clone(&puller))) as Arc<dyn Snapshotter>)
+        .collect())
+}
+
 /// Opens every configured backend under `config.root`, the default first.
 pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, DaemonError> {
     let options = EngineOptions {
@@ -161,7 +184,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             lock: lock_path.clone(),
         })?;
 
-    let backends = Arc::new(Backends::new(open_backends(&config)?));
+    let backends = Arc::new(Backends::new(with_pull(&config, open_backends(&config)?)?));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata")
