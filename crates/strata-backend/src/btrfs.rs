@@ -24,7 +24,7 @@ use strata_meta::Snapshot;
 use strata_sys::btrfs::{self, QuotaStatus};
 
 use crate::layout::Layout;
-use crate::{Driver, LimitPolicy, OpenError};
+use crate::{BackendKind, Driver, LimitPolicy, OpenError};
 
 /// What the daemon does about btrfs quotas at start-up.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -97,8 +97,8 @@ fn quota_status(root: &Path) -> Result<QuotaStatus> {
 }
 
 impl Driver for Btrfs {
-    fn name(&self) -> &'static str {
-        "btrfs"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Btrfs
     }
 
     fn populate(&self, layout: &Layout, dir: &Path, kind: Kind, parent_ids: &[u64]) -> Result<()> {

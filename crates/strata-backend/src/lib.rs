@@ -10,6 +10,7 @@
 
 pub mod btrfs;
 mod engine;
+mod kind;
 mod layout;
 pub mod limits;
 pub mod native;
@@ -17,6 +18,7 @@ mod open_error;
 pub mod overlay;
 
 pub use engine::{Engine, EngineOptions, Recovery};
+pub use kind::{BackendKind, UnknownBackend};
 pub use layout::{Entry, Layout};
 pub use open_error::OpenError;
 
@@ -38,8 +40,13 @@ pub struct LimitPolicy {
 /// The hooks with default implementations exist for backends whose snapshots are more than
 /// plain directories (btrfs subvolumes); the defaults are what a plain directory needs.
 pub trait Driver: Send + Sync + 'static {
+    /// Which backend this driver makes.
+    fn kind(&self) -> BackendKind;
+
     /// The backend's name (`overlay`, `native`, `btrfs`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.kind().as_str()
+    }
 
     /// Fills `dir`, a fresh empty directory, for a new snapshot of `kind` whose ancestors
     /// are `parent_ids` (nearest first). `dir` is renamed to the snapshot's id afterwards.

@@ -7,17 +7,17 @@ use std::path::Path;
 use strata_core::{Error, Kind, Mount, Result};
 use strata_meta::Snapshot;
 
-use crate::Driver;
 use crate::layout::Layout;
 use crate::overlay::make_dir;
+use crate::{BackendKind, Driver};
 
 /// The native driver.
 #[derive(Debug, Clone, Default)]
 pub struct Native;
 
 impl Driver for Native {
-    fn name(&self) -> &'static str {
-        "native"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Native
     }
 
     fn populate(&self, layout: &Layout, dir: &Path, kind: Kind, parent_ids: &[u64]) -> Result<()> {

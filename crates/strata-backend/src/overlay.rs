@@ -9,7 +9,7 @@ use strata_core::{Error, Kind, Mount, Result};
 use strata_meta::Snapshot;
 
 use crate::layout::Layout;
-use crate::{Driver, OpenError};
+use crate::{BackendKind, Driver, OpenError};
 
 /// Mount-related settings, probed at start-up or configured.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -63,8 +63,8 @@ impl Overlay {
 }
 
 impl Driver for Overlay {
-    fn name(&self) -> &'static str {
-        "overlay"
+    fn kind(&self) -> BackendKind {
+        BackendKind::Overlay
     }
 
     fn populate(&self, layout: &Layout, dir: &Path, kind: Kind, parent_ids: &[u64]) -> Result<()> {

@@ -1,62 +1,81 @@
-//! Deterministic crash and pause points: test-only seams.
+//! Deterministic crash and pause points: test-only seams, compiled in only with the
+//! `crash-points` feature (the `strata` crate's tests turn it on; a release build has neither
+//! the checks nor the points' names).
 //!
 //! When the environment variable `STRATA_CRASH_AT` names a point, the process aborts (as a
 //! `kill -9` would end it: no destructors, no flushing) the first time execution reaches that
 //! point. When `STRATA_PAUSE_AT` names a point, execution waits there for as long as the file
 //! named by `STRATA_PAUSE_FILE` exists, so a test can hold an operation mid-way and check
-//! what the rest of the daemon does meanwhile. In production neither variable is set and each
-//! check is a load of an initialised `OnceLock`.
-
-use std::sync::OnceLock;
+//! what the rest of the daemon does meanwhile. Without the feature both functions are empty
+//! and inlined away.
 
 /// The environment variable naming the crash point.
 pub const ENV: &str = "STRATA_CRASH_AT";
-
-fn armed() -> Option<&'static str> {
-    static POINT: OnceLock<Option<String>> = OnceLock::new();
-    POINT
-        .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
-        .as_deref()
-}
-
 /// The environment variable naming the pause point.
 pub const PAUSE_ENV: &str = "STRATA_PAUSE_AT";
 /// The environment variable naming the file whose existence holds a pause.
 pub const PAUSE_FILE_ENV: &str = "STRATA_PAUSE_FILE";
 
-fn pause_armed() -> Option<&'static (String, std::path::PathBuf)> {
-    static PAUSE: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
-    PAUSE
-        .get_or_init(|| {
-            let point = std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty())?;
-            let file = std::env::var_os(PAUSE_FILE_ENV)?;
-            Some((point, file.into()))
-        })
-        .as_ref()
-}
+#[cfg(feature = "crash-points")]
+pub use armed::{pause, point};
 
-/// Waits while `STRATA_PAUSE_FILE` exists if `STRATA_PAUSE_AT` equals `point` — the first
-/// time only, so the test can run the same operation freely while the first one is held.
-pub fn pause(point: &str) {
-    static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    if let Some((armed, file)) = pause_armed()
-        && armed == point
-        && !USED.swap(true, std::sync::atomic::Ordering::AcqRel)
-    {
-        eprintln!(
-            "strata: pause point {point:?} reached, waiting for {} to go",
-            file.display()
-        );
-        while file.exists() {
-            std::thread::sleep(std::time::Duration::from_millis(5));
+/// Does nothing: crash points are compiled out (no `crash-points` feature).
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn point(_point: &str) {}
+
+/// Does nothing: pause points are compiled out (no `crash-points` feature).
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn pause(_point: &str) {}
+
+#[cfg(feature = "crash-points")]
+mod armed {
+    use std::sync::OnceLock;
+
+    use super::{ENV, PAUSE_ENV, PAUSE_FILE_ENV};
+
+    fn armed() -> Option<&'static str> {
+        static POINT: OnceLock<Option<String>> = OnceLock::new();
+        POINT
+            .get_or_init(|| std::env::var(ENV).ok().filter(|s| !s.is_empty()))
+            .as_deref()
+    }
+
+    fn pause_armed() -> Option<&'static (String, std::path::PathBuf)> {
+        static PAUSE: OnceLock<Option<(String, std::path::PathBuf)>> = OnceLock::new();
+        PAUSE
+            .get_or_init(|| {
+                let point = std::env::var(PAUSE_ENV).ok().filter(|s| !s.is_empty())?;
+                let file = std::env::var_os(PAUSE_FILE_ENV)?;
+                Some((point, file.into()))
+            })
+            .as_ref()
+    }
+
+    /// Waits while `STRATA_PAUSE_FILE` exists if `STRATA_PAUSE_AT` equals `point` — the first
+    /// time only, so the test can run the same operation freely while the first one is held.
+    pub fn pause(point: &str) {
+        static USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if let Some((armed, file)) = pause_armed()
+            && armed == point
+            && !USED.swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            eprintln!(
+                "strata: pause point {point:?} reached, waiting for {} to go",
+                file.display()
+            );
+            while file.exists() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
         }
     }
-}
 
-/// Aborts the process if `STRATA_CRASH_AT` equals `point`.
-pub fn point(point: &str) {
-    if armed() == Some(point) {
-        eprintln!("strata: crash point {point:?} reached, aborting");
-        std::process::abort();
+    /// Aborts the process if `STRATA_CRASH_AT` equals `point`.
+    pub fn point(point: &str) {
+        if armed() == Some(point) {
+            eprintln!("strata: crash point {point:?} reached, aborting");
+            std::process::abort();
+        }
     }
 }

@@ -192,10 +192,10 @@ impl Store {
         let job: Job = Box::new(move |tx| {
             let result = match tx {
                 Ok(tx) => ctx.check().and_then(|()| {
-                    tx.wrote = false;
+                    tx.begin_operation();
                     let result = f(tx);
                     if let Err(e) = &result
-                        && tx.wrote
+                        && tx.wrote()
                     {
                         tracing::error!(error = %e, "metadata operation failed after writing; aborting its batch");
                         tx.poison();

@@ -382,13 +382,11 @@ impl ReadTx {
 /// last, so an operation that fails has changed nothing: that is what lets several
 /// operations share one transaction (see [`crate::Store::write`]).
 pub struct WriteTx<'t> {
-    snapshots: Table<'t, &'static str, &'static [u8]>,
-    ids: Table<'t, u64, &'static str>,
-    children: MultimapTable<'t, &'static str, &'static str>,
-    labels: MultimapTable<'t, &'static str, &'static str>,
-    meta: Table<'t, &'static str, u64>,
-    /// Set by every write, cleared by the store before each operation.
-    pub(crate) wrote: bool,
+    /// Read through freely; written only through [`WriteTx::write`].
+    tables: Tables<'t>,
+    /// Whether the current operation wrote: set by [`WriteTx::write`], cleared by the store
+    /// before each operation.
+    wrote: bool,
     /// Set when an operation failed after writing: the batch must not commit.
     poisoned: bool,
     /// Lowest id not yet handed out by this process. Kept by the writer across batches, so
@@ -397,22 +395,50 @@ pub struct WriteTx<'t> {
     id_floor: u64,
 }
 
+/// The open tables of a write transaction.
+struct Tables<'t> {
+    snapshots: Table<'t, &'static str, &'static [u8]>,
+    ids: Table<'t, u64, &'static str>,
+    children: MultimapTable<'t, &'static str, &'static str>,
+    labels: MultimapTable<'t, &'static str, &'static str>,
+    meta: Table<'t, &'static str, u64>,
+}
+
 impl<'t> WriteTx<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction, id_floor: u64) -> Result<WriteTx<'t>> {
         Ok(WriteTx {
-            snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
-            ids: txn.open_table(IDS).store("opening ids table")?,
-            children: txn
-                .open_multimap_table(CHILDREN)
-                .store("opening parents index")?,
-            labels: txn
-                .open_multimap_table(LABELS)
-                .store("opening labels index")?,
-            meta: txn.open_table(META).store("opening meta table")?,
+            tables: Tables {
+                snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
+                ids: txn.open_table(IDS).store("opening ids table")?,
+                children: txn
+                    .open_multimap_table(CHILDREN)
+                    .store("opening parents index")?,
+                labels: txn
+                    .open_multimap_table(LABELS)
+                    .store("opening labels index")?,
+                meta: txn.open_table(META).store("opening meta table")?,
+            },
             wrote: false,
             poisoned: false,
             id_floor,
         })
+    }
+
+    /// The tables, for writing: the one way to change them, so that an operation that
+    /// fails after its first write is always known (and its batch rolled back).
+    fn write(&mut self) -> &mut Tables<'t> {
+        self.wrote = true;
+        &mut self.tables
+    }
+
+    /// Starts the next operation of the batch: nothing written yet.
+    pub(crate) fn begin_operation(&mut self) {
+        self.wrote = false;
+    }
+
+    /// Whether the current operation has written.
+    pub(crate) fn wrote(&self) -> bool {
+        self.wrote
     }
 
     pub(crate) fn id_floor(&self) -> u64 {
@@ -429,16 +455,17 @@ impl<'t> WriteTx<'t> {
 
     /// The record of `key`, or `NotFound`.
     pub fn get(&self, key: &str) -> Result<Record> {
-        must_get(&self.snapshots, key)
+        must_get(&self.tables.snapshots, key)
     }
 
     /// Whether some snapshot has `key` as its parent.
     pub fn has_children(&self, key: &str) -> Result<bool> {
-        has_children(&self.children, key)
+        has_children(&self.tables.children, key)
     }
 
     fn next_id(&self) -> Result<u64> {
         let stored = self
+            .tables
             .meta
             .get(NEXT_ID_KEY)
             .store("reading next id")?
@@ -452,14 +479,14 @@ impl<'t> WriteTx<'t> {
     /// `NotFound` for a missing parent, `InvalidArgument` for a parent that is not committed,
     /// `AlreadyExists` for a taken key).
     pub fn plan_create(&self, kind: Kind, key: &str, parent: &str) -> Result<CreatePlan> {
-        plan_create(&self.snapshots, kind, key, parent, self.next_id()?)
+        plan_create(&self.tables.snapshots, kind, key, parent, self.next_id()?)
     }
 
     /// Raises the next id to at least `min` (so ids already used on disk are never reused).
     pub fn reserve_ids_below(&mut self, min: u64) -> Result<()> {
         if self.next_id()? < min {
-            self.wrote = true;
-            self.meta
+            self.write()
+                .meta
                 .insert(NEXT_ID_KEY, min)
                 .store("writing next id")?;
         }
@@ -480,17 +507,20 @@ impl<'t> WriteTx<'t> {
             updated: now,
             usage: None,
         };
-        self.wrote = true;
-        self.put(&plan.key, &record)?;
-        self.ids
+        let tables = self.write();
+        tables.put(&plan.key, &record)?;
+        tables
+            .ids
             .insert(plan.id, plan.key.as_str())
             .store("writing ids")?;
         if !record.parent.is_empty() {
-            self.children
+            tables
+                .children
                 .insert(record.parent.as_str(), plan.key.as_str())
                 .store("writing parents index")?;
         }
-        self.meta
+        tables
+            .meta
             .insert(NEXT_ID_KEY, plan.id + 1)
             .store("writing next id")?;
         self.id_floor = self.id_floor.max(plan.id + 1);
@@ -518,7 +548,8 @@ impl<'t> WriteTx<'t> {
         expected_id: Option<u64>,
     ) -> Result<u64> {
         labels::validate(&labels)?;
-        let (old, new_parent) = check_commit(&self.snapshots, key, name, parent, expected_id)?;
+        let (old, new_parent) =
+            check_commit(&self.tables.snapshots, key, name, parent, expected_id)?;
         let now = SystemTime::now();
         let record = Record {
             id: old.id,
@@ -529,12 +560,13 @@ impl<'t> WriteTx<'t> {
             updated: now,
             usage: Some(usage),
         };
-        self.wrote = true;
-        self.delete(key, &old)?;
-        self.put(name, &record)?;
-        self.ids.insert(record.id, name).store("writing ids")?;
+        let tables = self.write();
+        tables.delete(key, &old)?;
+        tables.put(name, &record)?;
+        tables.ids.insert(record.id, name).store("writing ids")?;
         if !record.parent.is_empty() {
-            self.children
+            tables
+                .children
                 .insert(record.parent.as_str(), name)
                 .store("writing parents index")?;
         }
@@ -550,9 +582,7 @@ impl<'t> WriteTx<'t> {
                 "cannot remove snapshot {key:?}: it has children"
             )));
         }
-        self.wrote = true;
-        self.delete(key, &record)?;
-        self.ids.remove(record.id).store("writing ids")?;
+        self.write().drop_record(key, &record)?;
         Ok(record)
     }
 
@@ -561,14 +591,41 @@ impl<'t> WriteTx<'t> {
         let mut record = self.get(key)?;
         let labels = labels::apply_update(key, &record.labels, requested, fieldpaths)?;
         labels::validate(&labels)?;
-        self.wrote = true;
-        self.unindex_labels(key, &record)?;
+        let tables = self.write();
+        tables.unindex_labels(key, &record)?;
         record.labels = labels;
         record.updated = SystemTime::now();
-        self.put(key, &record)?;
+        tables.put(key, &record)?;
         Ok(record.info(key))
     }
 
+    /// Replaces the usage recorded for snapshot `key` (`NotFound` if absent): `strata fsck
+    /// --repair` sets a committed snapshot's figure to what a fresh walk of its directory
+    /// found. Nothing else about the record changes.
+    pub fn set_usage(&mut self, key: &str, usage: Usage) -> Result<()> {
+        let mut record = self.get(key)?;
+        record.usage = Some(usage);
+        self.write()
+            .snapshots
+            .insert(key, record.encode().as_slice())
+            .store("writing snapshot record")?;
+        Ok(())
+    }
+
+    /// Removes snapshot `key`'s record and its id, labels and parents-index entries
+    /// *without* the children check of [`WriteTx::remove`], and returns the record: its
+    /// children are left pointing at a parent that no longer exists. Nothing in Strata does
+    /// this; tests (with the `testing` feature) damage a store the way a bug or a bad restore
+    /// would, to check that `strata fsck` finds it.
+    #[cfg(feature = "testing")]
+    pub fn remove_unchecked(&mut self, key: &str) -> Result<Record> {
+        let record = self.get(key)?;
+        self.write().drop_record(key, &record)?;
+        Ok(record)
+    }
+}
+
+impl Tables<'_> {
     /// Writes a record and its labels-index entries.
     fn put(&mut self, key: &str, record: &Record) -> Result<()> {
         self.snapshots
@@ -596,6 +653,13 @@ impl<'t> WriteTx<'t> {
         Ok(())
     }
 
+    /// Deletes a record, its indexes' entries and its id.
+    fn drop_record(&mut self, key: &str, record: &Record) -> Result<()> {
+        self.delete(key, record)?;
+        self.ids.remove(record.id).store("writing ids")?;
+        Ok(())
+    }
+
     fn unindex_labels(&mut self, key: &str, record: &Record) -> Result<()> {
         for (k, v) in &record.labels {
             self.labels
@@ -603,31 +667,5 @@ impl<'t> WriteTx<'t> {
                 .store("writing labels index")?;
         }
         Ok(())
-    }
-
-    /// Replaces the usage recorded for snapshot `key` (`NotFound` if absent): `strata fsck
-    /// --repair` sets a committed snapshot's figure to what a fresh walk of its directory
-    /// found. Nothing else about the record changes.
-    pub fn set_usage(&mut self, key: &str, usage: Usage) -> Result<()> {
-        let mut record = self.get(key)?;
-        record.usage = Some(usage);
-        self.wrote = true;
-        self.snapshots
-            .insert(key, record.encode().as_slice())
-            .store("writing snapshot record")?;
-        Ok(())
-    }
-
-    /// Removes snapshot `key`'s record and its id, labels and parents-index entries
-    /// *without* the children check of [`WriteTx::remove`], and returns the record: its
-    /// children are left pointing at a parent that no longer exists. The engine never does
-    /// this; it exists so that tests can damage a store the way a bug or a bad restore would,
-    /// and check that `strata fsck` finds it.
-    pub fn remove_unchecked(&mut self, key: &str) -> Result<Record> {
-        let record = self.get(key)?;
-        self.wrote = true;
-        self.delete(key, &record)?;
-        self.ids.remove(record.id).store("writing ids")?;
-        Ok(record)
     }
 }

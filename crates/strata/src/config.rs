@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use strata_backend::BackendKind;
 
 /// Default root directory.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata";
@@ -12,11 +13,9 @@ pub const DEFAULT_ADDRESS: &str = "/run/strata/strata.sock";
 pub const DEFAULT_CONTAINERD_ADDRESS: &str = "/run/containerd/containerd.sock";
 /// Default configuration file, read when it exists and no `--config` is given.
 pub const DEFAULT_CONFIG: &str = "/etc/strata/config.toml";
-/// Every backend this build knows.
-pub const KNOWN_BACKENDS: &[&str] = &["overlay", "native", "btrfs"];
 /// The backends served when the configuration names none: those that work on any
 /// filesystem (btrfs needs its root on btrfs, so it is served only when asked for).
-pub const DEFAULT_BACKENDS: &[&str] = &["overlay", "native"];
+pub const DEFAULT_BACKENDS: &[BackendKind] = &[BackendKind::Overlay, BackendKind::Native];
 
 /// The daemon's configuration (see `contrib/config.toml` for a commented example).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
@@ -91,8 +90,8 @@ impl Default for Config {
         Config {
             root: DEFAULT_ROOT.into(),
             address: DEFAULT_ADDRESS.into(),
-            backend: "overlay".into(),
-            backends: DEFAULT_BACKENDS.iter().map(|s| s.to_string()).collect(),
+            backend: BackendKind::Overlay.to_string(),
+            backends: DEFAULT_BACKENDS.iter().map(|b| b.to_string()).collect(),
             socket_group: String::new(),
             sync_remove: false,
             sync_commit: false,
@@ -138,22 +137,15 @@ impl Config {
     }
 
     /// The backends to serve, the default first, each once; an unknown name is an error.
-    pub fn served_backends(&self) -> Result<Vec<String>, ConfigError> {
-        let mut names = vec![self.backend.clone()];
-        for b in &self.backends {
-            if !names.contains(b) {
-                names.push(b.clone());
+    pub fn served_backends(&self) -> Result<Vec<BackendKind>, ConfigError> {
+        let mut served = Vec::new();
+        for name in std::iter::once(&self.backend).chain(&self.backends) {
+            let kind: BackendKind = name.parse().map_err(|e| ConfigError(format!("{e}")))?;
+            if !served.contains(&kind) {
+                served.push(kind);
             }
         }
-        for name in &names {
-            if !KNOWN_BACKENDS.contains(&name.as_str()) {
-                return Err(ConfigError(format!(
-                    "unknown backend {name:?}; known backends: {}",
-                    KNOWN_BACKENDS.join(", ")
-                )));
-            }
-        }
-        Ok(names)
+        Ok(served)
     }
 }
 
@@ -175,7 +167,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.root, PathBuf::from("/x"));
-        assert_eq!(c.served_backends().unwrap(), vec!["native", "overlay"]);
+        assert_eq!(
+            c.served_backends().unwrap(),
+            vec![BackendKind::Native, BackendKind::Overlay]
+        );
         assert_eq!(c.overlay.mount_options, vec!["volatile"]);
         assert!(Config::parse("roots = \"/x\"").is_err());
         let b = Config::parse(
@@ -184,7 +179,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             b.served_backends().unwrap(),
-            vec!["btrfs", "overlay", "native"]
+            vec![
+                BackendKind::Btrfs,
+                BackendKind::Overlay,
+                BackendKind::Native
+            ]
         );
         assert_eq!(b.btrfs.quota, BtrfsQuota::Simple);
         assert_eq!(b.btrfs.default_max_size, 1 << 30);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use strata_backend::btrfs::{Btrfs, BtrfsOptions, QuotaSetting};
 use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
-use strata_backend::{Engine, EngineOptions, OpenError, Recovery};
+use strata_backend::{BackendKind, Engine, EngineOptions, OpenError, Recovery};
 use strata_core::Snapshotter;
 use strata_grpc::backends::Backends;
 use strata_grpc::content::ContentStore;
@@ -38,8 +38,8 @@ pub enum DaemonError {
     /// A backend could not be opened.
     #[error("opening the {backend} backend: {source}")]
     Backend {
-        /// The backend's name.
-        backend: String,
+        /// The backend.
+        backend: BackendKind,
         /// What failed.
         source: OpenError,
     },
@@ -102,14 +102,14 @@ pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, Daemo
         upperdir_label: false,
     };
     let mut backends: Vec<Arc<dyn Snapshotter>> = Vec::new();
-    for name in config.served_backends()? {
-        let root = config.root.join(&name);
+    for kind in config.served_backends()? {
+        let root = config.root.join(kind.as_str());
         let fail = |source| DaemonError::Backend {
-            backend: name.clone(),
+            backend: kind,
             source,
         };
-        let (backend, recovery): (Arc<dyn Snapshotter>, Recovery) = match name.as_str() {
-            "overlay" => {
+        let (backend, recovery): (Arc<dyn Snapshotter>, Recovery) = match kind {
+            BackendKind::Overlay => {
                 let driver = Overlay::new(
                     &root,
                     OverlayOptions::probe(config.overlay.mount_options.clone()),
@@ -122,20 +122,19 @@ pub fn open_backends(config: &Config) -> Result<Vec<Arc<dyn Snapshotter>>, Daemo
                 let (engine, recovery) = Engine::open(&root, driver, options).map_err(fail)?;
                 (Arc::new(engine), recovery)
             }
-            "native" => {
+            BackendKind::Native => {
                 let (engine, recovery) =
                     Engine::open(&root, Native, options.clone()).map_err(fail)?;
                 (Arc::new(engine), recovery)
             }
-            "btrfs" => {
+            BackendKind::Btrfs => {
                 let driver = Btrfs::new(&root, btrfs_options(config)).map_err(fail)?;
                 let (engine, recovery) =
                     Engine::open(&root, driver, options.clone()).map_err(fail)?;
                 (Arc::new(engine), recovery)
             }
-            other => unreachable!("served_backends() admitted unknown backend {other}"),
         };
-        report_recovery(&name, &recovery);
+        report_recovery(kind.as_str(), &recovery);
         backends.push(backend);
     }
     Ok(backends)

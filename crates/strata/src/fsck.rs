@@ -25,14 +25,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use strata_backend::btrfs::SubvolumeState;
-use strata_backend::{Entry, Layout};
+use strata_backend::{BackendKind, Entry, Layout};
 use strata_core::{Ctx, Kind, Usage};
 use strata_meta::{Record, Store};
 use strata_sys::lock::RootLock;
 use strata_sys::usage::disk_usage;
 
 use crate::cli::format::human_size;
-use crate::config::{ConfigError, KNOWN_BACKENDS};
+use crate::config::ConfigError;
 use crate::progress::Progress;
 use crate::settings::ConfigArgs;
 
@@ -435,7 +435,8 @@ pub fn check_root(root: &Path, repair: bool) -> Result<Report, FsckError> {
             lock: lock.clone(),
         })?;
     let mut backends = Vec::new();
-    for name in KNOWN_BACKENDS {
+    for kind in BackendKind::ALL {
+        let name = kind.as_str();
         let dir = root.join(name);
         if dir.is_dir() {
             backends.push(check_backend(name, &dir, repair)?);

@@ -8,6 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use strata_backend::BackendKind;
 use strata_backend::overlay::OverlayOptions;
 use strata_sys::{fsinfo, probe};
 
@@ -163,12 +164,12 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
         Ok(b) => b,
         Err(e) => {
             checks.push(check("backends", Status::Fail, e.to_string()));
-            vec![config.backend.clone()]
+            config.backend.parse().into_iter().collect()
         }
     };
-    let overlay = served.iter().any(|b| b == "overlay");
-    let native = served.iter().any(|b| b == "native");
-    let btrfs = served.iter().any(|b| b == "btrfs");
+    let overlay = served.contains(&BackendKind::Overlay);
+    let native = served.contains(&BackendKind::Native);
+    let btrfs = served.contains(&BackendKind::Btrfs);
     checks.push(check(
         "settings",
         Status::Ok,
@@ -177,7 +178,11 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
              metrics {}",
             config.root.display(),
             config.address.display(),
-            served.join(","),
+            served
+                .iter()
+                .map(|b| b.as_str())
+                .collect::<Vec<_>>()
+                .join(","),
             config.backend,
             config.sync_remove,
             config.sync_commit,
