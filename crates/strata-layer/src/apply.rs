@@ -238,7 +238,13 @@ impl<'a> Writer<'a> {
 
     /// Writes a regular file's data and attributes through its open descriptor: owner,
     /// xattrs, mode (after the owner, which clears setuid bits), times.
-    fn write_file(&mut self, mut file: std::fs::File, rel: &Path, h: &Header, data: &mut dyn Read) -> Result<()> {
+    fn write_file(
+        &mut self,
+        mut file: std::fs::File,
+        rel: &Path,
+        h: &Header,
+        data: &mut dyn Read,
+    ) -> Result<()> {
         let mut left = h.size;
         while left > 0 {
             let want = self.buffer.len().min(left as usize);
@@ -257,7 +263,8 @@ impl<'a> Writer<'a> {
                     ),
                 });
             }
-            file.write_all(&self.buffer[..n]).map_err(at("write", rel))?;
+            file.write_all(&self.buffer[..n])
+                .map_err(at("write", rel))?;
             left -= n as u64;
             self.bytes += n as u64;
         }

@@ -72,9 +72,11 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> DaemonErr
 }
 
 /// Wraps every backend in the pull path when `[pull] enabled` (see [`strata_pull`]).
+/// The pull path counts into `metrics`.
 pub fn with_pull(
     config: &Config,
     backends: Vec<Arc<dyn Snapshotter>>,
+    metrics: &Arc<strata_pull::PullMetrics>,
 ) -> Result<Vec<Arc<dyn Snapshotter>>, DaemonError> {
     if !config.pull.enabled {
         tracing::info!("pulling layers into snapshots is off ([pull] enabled = false)");
@@ -82,7 +84,7 @@ pub fn with_pull(
     }
     let registry = strata_pull::registry::Registry::new(config.pull.clone())
         .map_err(|e| ConfigError(format!("[pull]: {e}")))?;
-    let puller = strata_pull::Puller::new(registry, Arc::default());
+    let puller = strata_pull::Puller::new(registry, Arc::clone(metrics));
     tracing::info!(
         hosts_dir = %config.pull.hosts_dir.display(),
         max_concurrent_layers = config.pull.max_concurrent_layers,
@@ -183,7 +185,12 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             lock: lock_path.clone(),
         })?;
 
-    let backends = Arc::new(Backends::new(with_pull(&config, open_backends(&config)?)?));
+    let pull_metrics = Arc::new(strata_pull::PullMetrics::default());
+    let backends = Arc::new(Backends::new(with_pull(
+        &config,
+        open_backends(&config)?,
+        &pull_metrics,
+    )?));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("strata")
@@ -193,6 +200,9 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         let shutdown = shutdown_signal()?;
         let listener = bind_socket(&config)?;
         let metrics = Arc::new(Metrics::new());
+        if config.pull.enabled {
+            metrics.add_counters(move || pull_metrics.rows());
+        }
         let metrics_server = match config.metrics_address.as_deref() {
             Some(address) if !address.is_empty() => {
                 let http = tokio::net::TcpListener::bind(address)

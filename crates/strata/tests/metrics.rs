@@ -178,6 +178,9 @@ async fn scrape_follows_requests() {
     );
     assert!(v("strata_cleanup_reclaimed_bytes_total{backend=\"overlay\"}") >= 8_000.0);
     assert_eq!(v("strata_cleanup_runs_total{backend=\"native\"}"), 0.0);
+    // The pull path is on by default; nothing asked it to pull.
+    assert_eq!(v("strata_pull_layers_total"), 0.0);
+    assert_eq!(v("strata_pull_fallbacks_total"), 0.0);
 
     let (status, _) = get(port, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");

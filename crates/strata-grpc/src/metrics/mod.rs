@@ -13,6 +13,7 @@
 //! | `strata_layer_operations_total` | counter | `op` (`apply`, `diff`), `outcome` | diff service calls, `ok` or the gRPC code |
 //! | `strata_layer_bytes_total` | counter | `op`, `form` (`blob`, `tar`) | bytes of layers applied or produced |
 //! | `strata_layer_seconds_total` | counter | `op` | time in successful diff service calls |
+//! | `strata_pull_layers_total`, `strata_pull_fetched_bytes_total`, `strata_pull_applied_bytes_total`, `strata_pull_seconds_total`, `strata_pull_fallbacks_total` | counter | — | the pull path (`strata-pull`), when `[pull]` is on |
 //! | `strata_cleanup_runs_total` | counter | `backend` | successful Cleanups |
 //! | `strata_cleanup_reclaimed_bytes_total`, `strata_cleanup_reclaimed_directories_total` | counter | `backend` | what they removed |
 //!
@@ -31,5 +32,5 @@ mod scrape;
 mod text;
 
 pub use http::serve_http;
-pub use registry::Metrics;
+pub use registry::{CounterRows, Metrics};
 pub use scrape::render;

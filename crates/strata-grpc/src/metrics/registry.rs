@@ -73,6 +73,20 @@ pub struct Metrics {
     usage: Mutex<HashMap<String, HashMap<String, Usage>>>,
     /// `apply`/`diff` → the diff service's totals.
     layers: Mutex<BTreeMap<&'static str, LayerTotals>>,
+    /// Counters kept by other parts of the daemon (the pull path), read at each scrape.
+    external: Mutex<Vec<External>>,
+}
+
+/// Counter rows: `(name, help, value)`, one counter family each.
+pub type CounterRows = Vec<(&'static str, &'static str, f64)>;
+
+/// A source of counters kept outside this crate.
+struct External(Box<dyn Fn() -> CounterRows + Send + Sync>);
+
+impl std::fmt::Debug for External {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("External(..)")
+    }
 }
 
 impl Metrics {
@@ -135,6 +149,24 @@ impl Metrics {
     }
 
     /// Writes the diff service's layer counters.
+    /// Adds counters kept elsewhere (the pull path's), read by `rows` at each scrape.
+    pub fn add_counters(&self, rows: impl Fn() -> CounterRows + Send + Sync + 'static) {
+        self.external
+            .lock()
+            .expect("metrics lock")
+            .push(External(Box::new(rows)));
+    }
+
+    /// Writes the counters added with [`Metrics::add_counters`].
+    pub(super) fn render_external(&self, out: &mut String) {
+        for source in self.external.lock().expect("metrics lock").iter() {
+            for (name, help, value) in (source.0)() {
+                family(out, name, "counter", help);
+                let _ = writeln!(out, "{name} {value}");
+            }
+        }
+    }
+
     pub(super) fn render_layers(&self, out: &mut String) {
         super::layers::render(out, &self.layers.lock().expect("metrics lock"));
     }
@@ -264,6 +296,32 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counters added from elsewhere are read at each render, one family per row.
+    #[test]
+    fn external_counters() {
+        let m = Metrics::new();
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(3));
+        let seen = std::sync::Arc::clone(&n);
+        m.add_counters(move || {
+            vec![(
+                "strata_pull_layers_total",
+                "Layers.",
+                seen.load(std::sync::atomic::Ordering::Relaxed) as f64,
+            )]
+        });
+        let mut out = String::new();
+        m.render_external(&mut out);
+        assert!(
+            out.contains("# TYPE strata_pull_layers_total counter\n"),
+            "{out}"
+        );
+        assert!(out.contains("\nstrata_pull_layers_total 3\n"), "{out}");
+        n.store(5, std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::new();
+        m.render_external(&mut out);
+        assert!(out.contains("\nstrata_pull_layers_total 5\n"), "{out}");
+    }
 
     /// Layer operations count by outcome; only successes add bytes and seconds.
     #[test]

@@ -33,6 +33,7 @@ pub fn render(metrics: &Metrics, backends: &Backends) -> String {
     );
     metrics.render_rpc(&mut out);
     metrics.render_layers(&mut out);
+    metrics.render_external(&mut out);
     let figures: Vec<Figures> = backends
         .all()
         .iter()

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::settings::{ConfigArgs, Source};
 
 mod differ;
+mod pull;
 mod quota;
 
 /// `strata doctor`'s arguments.
@@ -227,6 +228,7 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
     checks.push(quota::project_quota_check(overlay, fs, &probe_dir));
     checks.push(socket_check(&config));
     checks.push(differ::differ_check(&config));
+    checks.push(pull::pull_check(&config));
     Report { checks, config }
 }
 
