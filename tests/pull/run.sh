@@ -7,10 +7,12 @@
 #   tests/pull/run.sh STRATA_BINARY
 #
 # Checks: Strata pulls every layer itself (its log), containerd's content store holds no
-# layer blob afterwards, `ctr run` works on the image; a second namespace whose registry
-# Strata cannot reach (hosts.toml points at a closed port) still pulls through containerd's
-# own path with a warning, and its rootfs lists identically; `ctr images rm` + GC removes
-# the snapshots.
+# layer blob afterwards, `ctr run` works on the image; a second namespace pulls the same
+# image under another name (localhost), for which Strata's hosts.toml names a dead mirror,
+# then a copy of the registry serving the last layer with the wrong digest: containerd pulls
+# that layer through its own path (the warning names the digest mismatch), and the rootfs
+# lists identically; `ctr images rm` + GC removes the
+# snapshots.
 set -euo pipefail
 STRATA=$(realpath "${1:?usage: run.sh STRATA_BINARY}")
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -58,11 +60,26 @@ t=tarfile.open(sys.argv[1]); idx=json.load(t.extractfile("index.json"))
 m=json.load(t.extractfile("blobs/sha256/"+idx["manifests"][0]["digest"].split(":")[1]))
 print(" ".join(l["digest"] for l in m["layers"]))' "$T/img.tar")
 
+# A copy of the registry on BAD_PORT whose last layer blob has the wrong digest: same
+# size and same content, but the gzip header's MTIME bytes changed.
+BAD_PORT=$((PORT + 2))
+LAST=$(echo "$LAYERS" | awk '{print $NF}'); LASTHEX=${LAST#sha256:}
+cp -a "$T/registry" "$T/registry-bad"
+python3 -c 'import sys
+f = open(sys.argv[1], "r+b"); assert f.read(2) == b"\x1f\x8b", "not gzip"
+f.seek(4); f.write(b"\x01\x02\x03\x04"); f.close()' \
+  "$T/registry-bad/docker/registry/v2/blobs/sha256/${LASTHEX:0:2}/$LASTHEX/data"
+sed -e "s#$T/registry\$#$T/registry-bad#" -e "s#:$PORT\$#:$BAD_PORT#" "$T/registry.yml" >"$T/registry-bad.yml"
+docker-registry serve "$T/registry-bad.yml" >"$T/registry-bad.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 50); do curl -sf "http://127.0.0.1:$BAD_PORT/v2/" >/dev/null && break; sleep 0.2; done
+
 # Strata's hosts: the registry over plain HTTP; "localhost:PORT" (the same registry under
-# another name) points at a closed port, so Strata cannot reach it but containerd can.
+# another name, which containerd reaches) names for Strata a mirror on a closed port, then
+# the copy with the wrong blob, so the last layer falls back on a digest mismatch.
 mkdir -p "$T/certs.d/127.0.0.1:$PORT" "$T/certs.d/localhost:$PORT"
 echo "server = \"http://127.0.0.1:$PORT\"" >"$T/certs.d/127.0.0.1:$PORT/hosts.toml"
-echo "server = \"http://127.0.0.1:$DEAD_PORT\"" >"$T/certs.d/localhost:$PORT/hosts.toml"
+printf 'server = "http://127.0.0.1:%s"\n[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
+  "$BAD_PORT" "$DEAD_PORT" >"$T/certs.d/localhost:$PORT/hosts.toml"
 cat >"$T/strata.toml" <<EOF
 root = "$T/strata"
 address = "$T/strata.sock"
@@ -111,10 +128,11 @@ $CTR -n pa run --rm --snapshotter strata "$REF" c1 /bin/cat /data/layer4.txt >"$
 [ -s "$T/run.out" ] || fail "ctr run printed nothing"
 note "PASS: ctr run on the pulled image"
 
-note "fallback: Strata cannot reach localhost:$PORT; containerd pulls itself"
+note "fallback: for localhost:$PORT Strata finds a dead mirror, then a blob with the wrong digest"
 REF2=localhost:$PORT/strata/pulltest:1
 timeout 120 "$T/stratapull" "$T/containerd.sock" pb strata "$REF2" || fail "fallback pull (ns pb)"
-grep -q "containerd pulls it instead" "$T/strata.log" || fail "no fallback warning in the log"
+grep "containerd pulls it instead" "$T/strata.log" | grep -F "$LAST" | grep -q "digest mismatch" \
+  || fail "no digest-mismatch fallback warning for $LAST in $T/strata.log"
 $CTR -n pb run --rm --snapshotter strata "$REF2" c2 /bin/cat /data/layer4.txt >"$T/run2.out" || fail "ctr run (fallback)"
 cmp -s "$T/run.out" "$T/run2.out" || fail "the two pulls show different /data/layer4.txt"
 note "PASS: fallback pull works"
