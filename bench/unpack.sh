@@ -30,6 +30,8 @@
 #   --no-build        use $CARGO_TARGET_DIR/release/strata as it is
 #   --disk-size SIZE  each sparse loop disk (default 2G)
 #   --work-dir DIR    disks, mounts, sockets, logs (default /var/tmp/strata-unpack-bench)
+#   --containerd 1.7  Debian 13's containerd 1.7 (fetched once, see scripts/lib/containerd.sh)
+#                     instead of the containerd on PATH (Debian 12's 1.6)
 #
 # Needs root; installs containerd, runc, busybox-static, e2fsprogs and util-linux with
 # apt-get when missing. Logs of the last run: <work-dir>/last/{strata,containerd}.log.
@@ -37,12 +39,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
 . scripts/lib/common.sh
+. scripts/lib/containerd.sh
+. scripts/lib/loopdisk.sh
 
 usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 die() { echo "unpack.sh: error: $*" >&2; exit 2; }
 note() { echo "unpack.sh: $*" >&2; }
 
-ROUNDS=3 LAYERS=5 FILES=2000 BIG=3 JSON="" STRATA_ARG="" BUILD=1 DISK_SIZE=2G
+ROUNDS=3 LAYERS=5 FILES=2000 BIG=3 JSON="" STRATA_ARG="" BUILD=1 DISK_SIZE=2G CTRD=""
 WORK=/var/tmp/strata-unpack-bench
 ARGS=("$@")
 while [ $# -gt 0 ]; do
@@ -57,6 +61,7 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0; shift ;;
     --disk-size) DISK_SIZE=${2:?}; shift 2 ;;
     --work-dir) WORK=${2:?}; shift 2 ;;
+    --containerd) CTRD=${2:?}; shift 2 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -70,6 +75,11 @@ if [ -n "$JSON" ]; then JSON=$(realpath -m -- "$JSON"); fi
 
 require_root "${ARGS[@]}"
 ensure_apt containerd runc busybox-static e2fsprogs util-linux
+case "$CTRD" in
+  "") ;;
+  1.7) PATH=$(ensure_containerd17):$PATH || die "could not fetch containerd 1.7" ;;
+  *) die "--containerd takes 1.7" ;;
+esac
 for c in python3 ctr containerd containerd-shim-runc-v2 runc mkfs.ext4 losetup setsid timeout; do
   command -v "$c" >/dev/null 2>&1 || die "'$c' not found"
 done
@@ -96,93 +106,17 @@ DISK_overlayfs=$R/disk-ovl DISK_strata=$R/disk-strata
 IMG=localhost/strata-unpack:bulk
 SPID="" CPID=""
 T_START=$SECONDS
-declare -A RUN_CTRD_PRE=()
-for d in /run/containerd /run/containerd/s /run/containerd/fifo /run/containerd/runc; do
-  [ -e "$d" ] && RUN_CTRD_PRE[$d]=1
-done
-
-# running PID: exists and is not a zombie.
-running() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
-
-kill_wait() { # kill_wait PID SECONDS: SIGTERM, then SIGKILL after SECONDS
-  local pid=$1 secs=$2 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { [ -z "$pid" ] || wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < secs * 10; i++)); do running "$pid" || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# pids_matching DIR: processes whose command line names DIR/ (containerd, Strata and the
-# shims of a run; a shim names the containerd socket with -address).
-pids_matching() {
-  local p cmd
-  for p in /proc/[0-9]*; do
-    [ "${p#/proc/}" = "$$" ] && continue
-    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-    case "$cmd" in
-      "containerd "*"$1/"*|*"containerd-shim"*"$1/"*|*"strata serve"*"$1/"*|*"/strata serve"*"$1/"*) echo "${p#/proc/}" ;;
-    esac
-  done
-}
-
-mounts_under() { # mount points under $1, deepest first
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r
-}
-
-unmount_under() {
-  local m i
-  for i in 1 2 3 4 5; do
-    for m in $(mounts_under "$1"); do umount "$m" 2>/dev/null || { [ "$i" -ge 3 ] && umount -l "$m" 2>/dev/null; } || true; done
-    [ -z "$(mounts_under "$1")" ] && return 0
-    sleep 0.2
-  done
-}
-
-loops_of() { # loop devices backed by DIR/*.img
-  local img
-  for img in "$1"/*.img; do
-    [ -e "$img" ] || continue
-    losetup -j "$img" 2>/dev/null | cut -d: -f1
-  done
-}
-
-cgroup_cleanup() { # cgroup_cleanup NAMESPACE: kill what is left in its cgroups, remove them
-  local f pid d
-  for f in /sys/fs/cgroup/*/"$1"/*/cgroup.procs /sys/fs/cgroup/"$1"/*/cgroup.procs; do
-    [ -f "$f" ] || continue
-    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$f"
-  done
-  for d in /sys/fs/cgroup/*/"$1"/* /sys/fs/cgroup/"$1"/* /sys/fs/cgroup/*/"$1" /sys/fs/cgroup/"$1"; do
-    [ -d "$d" ] && rmdir "$d" 2>/dev/null || true
-  done
-}
+containerd_run_dirs_note
 
 # reap_dir DIR NS: tears down whatever a run left in DIR (processes, shim sockets, mounts,
 # loop devices, cgroups), then deletes DIR. Used by the trap and for runs killed with -9.
 reap_dir() {
-  local dir=$1 ns=$2 pid f sock dev i
-  cgroup_cleanup "$ns" # container processes
-  for pid in $(pids_matching "$dir"); do kill -TERM "$pid" 2>/dev/null || true; done
-  for ((i = 0; i < 50; i++)); do [ -z "$(pids_matching "$dir")" ] && break; sleep 0.1; done
-  for pid in $(pids_matching "$dir"); do kill -KILL "$pid" 2>/dev/null || true; done
-  for ((i = 0; i < 20; i++)); do [ -z "$(pids_matching "$dir")" ] && break; sleep 0.1; done
-  cgroup_cleanup "$ns"
-  for f in "$dir"/state/io.containerd.runtime.v2.task/*/*/address; do
-    [ -f "$f" ] || continue
-    sock=$(sed 's#^unix://##' "$f")
-    case "$sock" in /run/containerd/s/*) [ -S "$sock" ] && rm -f "$sock" ;; esac
-  done
-  unmount_under "$dir"
-  for dev in $(loops_of "$dir"); do losetup -d "$dev" 2>/dev/null || true; done
-  if [ -z "$(mounts_under "$dir")" ] && [ -z "$(loops_of "$dir")" ]; then
-    rm -rf "$dir"
+  containerd_reap "$1" "$2" "$1/state"
+  loopdisk_release "$1"
+  if [ -z "$(mounts_under "$1")" ] && [ -z "$(loops_of "$1")" ]; then
+    rm -rf "$1"
   else
-    echo "unpack.sh: warning: could not clean $dir up completely" >&2
+    echo "unpack.sh: warning: could not clean $1 up completely" >&2
   fi
 }
 
@@ -192,27 +126,19 @@ leftovers() { # what this run left behind (empty: nothing)
   [ -z "$(mounts_under "$R")" ] || out+="mounts: $(mounts_under "$R" | tr '\n' ' ')"$'\n'
   grep -F " $R/" /proc/mounts >/dev/null && out+="/proc/mounts still names $R"$'\n'
   losetup -a | grep -F "$R/" >/dev/null && out+="loop devices: $(losetup -a | grep -F "$R/")"$'\n'
-  ls -d /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS" >/dev/null 2>&1 && out+="cgroups of $NS"$'\n'
+  [ -z "$(cgroups_of "$NS")" ] || out+="cgroups of $NS"$'\n'
   [ -e "$R" ] && out+="$R still exists"$'\n'
   printf '%s' "$out"
 }
 
 TORN_DOWN=0
 teardown() {
-  local rc=$? c d
+  local rc=$?
   [ "$TORN_DOWN" -eq 1 ] && return 0
   TORN_DOWN=1
   trap - EXIT INT TERM HUP
   set +e
-  if [ -n "$CPID" ] && running "$CPID"; then
-    for c in $(timeout 10 ctr -a "$CSOCK" -n "$NS" tasks ls -q 2>/dev/null); do
-      timeout 10 ctr -a "$CSOCK" -n "$NS" tasks kill -a -s KILL "$c" >/dev/null 2>&1
-      timeout 10 ctr -a "$CSOCK" -n "$NS" tasks rm -f "$c" >/dev/null 2>&1
-    done
-    for c in $(timeout 10 ctr -a "$CSOCK" -n "$NS" containers ls -q 2>/dev/null); do
-      timeout 10 ctr -a "$CSOCK" -n "$NS" containers rm "$c" >/dev/null 2>&1
-    done
-  fi
+  if [ -n "$CPID" ] && running "$CPID"; then containerd_clear "$CSOCK" "$NS"; fi
   kill_wait "$CPID" 10
   kill_wait "$SPID" 10
   if [ -d "$R" ]; then
@@ -220,9 +146,7 @@ teardown() {
     cp -f "$R"/*.log "$WORK/last/" 2>/dev/null
   fi
   reap_dir "$R" "$NS"
-  for d in /run/containerd/runc/"$NS" /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd; do
-    [ -z "${RUN_CTRD_PRE[$d]:-}" ] && [ -d "$d" ] && rmdir "$d" 2>/dev/null
-  done
+  containerd_run_dirs_rm "$NS"
   local left
   left=$(leftovers)
   if [ -z "$left" ]; then
@@ -254,14 +178,6 @@ chmod 0711 "$R"
 # ---------------------------------------------------------------- helpers --
 ctr_() { timeout 300 ctr -a "$CSOCK" -n "$NS" "$@"; }
 
-wait_until() { # wait_until SECONDS COMMAND...: polls every 0.1 s
-  local deadline=$((SECONDS + $1)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
-}
-
 now_us() { local t=$EPOCHREALTIME; echo "${t/./}"; }
 
 entries() { # entries DIR: number of entries in DIR (no fork)
@@ -272,24 +188,15 @@ entries() { # entries DIR: number of entries in DIR (no fork)
   echo "${#a[@]}"
 }
 
-make_disk() { # make_disk NAME: fresh journaled ext4 on a loop device, mounted at $R/disk-NAME
-  local img=$R/disk-$1.img mnt=$R/disk-$1 dev
-  truncate -s "$DISK_SIZE" "$img"
-  dev=$(losetup --find --show "$img")
-  # Journaled (mke2fs' default has_journal); inode tables and journal written now rather
-  # than by ext4lazyinit during the measurements (as strata-bench does).
-  mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$dev"
-  mkdir -p "$mnt"
-  mount -t ext4 "$dev" "$mnt"
-  echo "$dev"
-}
+# make_disk NAME: fresh journaled ext4 on a loop device, mounted at $R/disk-NAME
+make_disk() { loopdisk_make "$R/disk-$1.img" "$R/disk-$1" "$DISK_SIZE" ext4; }
 
 syncfs_all() { sync -f "$R/disk-meta" "$R/disk-ovl" "$R/disk-strata"; }
 
 GC_N=0
-gc_now() { # a synchronous containerd GC (deleting a lease with --sync runs one)
+gc_now() { # a synchronous containerd GC
   GC_N=$((GC_N + 1))
-  ctr_ leases create --id "bench-gc-$GC_N" >/dev/null && ctr_ leases rm --sync "bench-gc-$GC_N" >/dev/null
+  containerd_gc "$CSOCK" "$NS" "bench-gc-$GC_N"
 }
 
 dir_has() { [ "$(entries "$1")" -eq "$2" ]; } # dir_has DIR N: DIR has N entries
@@ -316,50 +223,19 @@ NO_COLOR=1 RUST_LOG="info,strata_grpc=debug" \
 SPID=$!
 wait_until 20 test -S "$SSOCK" || die "strata did not start: $(tail -n 5 "$R/strata.log")"
 
-cat >"$R/containerd.toml" <<EOF
-version = 2
-root = "$R/disk-meta/root"
-state = "$R/state"
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.native",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "$CSOCK"
-
-[ttrpc]
-  address = "$CSOCK.ttrpc"
-
-[debug]
-  address = ""
-  level = "debug"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$R/opt"
+containerd_config "$R/containerd.toml" "$R/disk-meta/root" "$R/state" "$CSOCK" overlayfs
+cat >>"$R/containerd.toml" <<EOF
 
 # The built-in overlayfs snapshotter, on its own disk.
 [plugins."io.containerd.snapshotter.v1.overlayfs"]
   root_path = "$OVL_ROOT"
-
-[proxy_plugins.strata]
-  type = "snapshot"
-  address = "$SSOCK"
 EOF
-setsid containerd --config "$R/containerd.toml" </dev/null >>"$R/containerd.log" 2>&1 &
-CPID=$!
-wait_until 30 timeout 5 ctr -a "$CSOCK" version || die "containerd did not start: $(tail -n 5 "$R/containerd.log")"
+containerd_proxy_plugin "$R/containerd.toml" strata snapshot "$SSOCK"
+containerd_start "$R/containerd.toml" "$R/containerd.log" "$CSOCK" ||
+  die "containerd did not start: $(tail -n 5 "$R/containerd.log")"
+CPID=$CONTAINERD_PID
 for s in overlayfs strata; do
-  ctr_ plugins ls | awk -v s="$s" '$1 == "io.containerd.snapshotter.v1" && $2 == s { print $NF }' | grep -x ok >/dev/null ||
+  containerd_plugin_ok "$CSOCK" "$NS" io.containerd.snapshotter.v1 "$s" ||
     die "snapshotter $s is not loaded: $(ctr_ plugins ls | grep snapshotter)"
 done
 

@@ -10,9 +10,11 @@
 #       gcc and libbtrfs-dev besides the packages below.
 #
 # Prerequisites: apt-get install golang-go golang-github-containerd-containerd-dev
+# (scripts/lib/common.sh: go_offline).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+. "$SCRIPT_DIR/../../scripts/lib/common.sh"
 cgo=0
 if [ "${1:-}" = --btrfs ]; then
   cgo=1
@@ -24,19 +26,13 @@ fi
 CONTAINERD_SRC=/usr/share/gocode/src/github.com/containerd/containerd
 
 die() { echo "build.sh: error: $*" >&2; exit 1; }
-command -v go >/dev/null 2>&1 ||
-  die "'go' not found. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
-[ -f "$CONTAINERD_SRC/contrib/snapshotservice/service.go" ] ||
-  die "containerd source not found under $CONTAINERD_SRC. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
-
 if [ "$cgo" = 1 ]; then
   [ -f /usr/include/btrfs/ioctl.h ] ||
     die "libbtrfs headers not found: apt-get install libbtrfs-dev (and gcc)"
 fi
-export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=$cgo
-export GOPATH="$SCRIPT_DIR:/usr/share/gocode"
-export GOCACHE=${GOCACHE:-/var/tmp/strata-gocache}
-mkdir -p "$(dirname "$OUT")" "$GOCACHE"
+go_offline "$SCRIPT_DIR" || exit 1
+export CGO_ENABLED=$cgo
+mkdir -p "$(dirname "$OUT")"
 
 # -p 1: the machine is small and other builds may be running.
 go build -p 1 -trimpath -o "$OUT" strataanchor

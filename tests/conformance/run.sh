@@ -24,7 +24,6 @@ set -euo pipefail
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT_DIR=${STRATA_CONFORMANCE_OUT:-/var/tmp/strata-conformance}
 TEST_BIN="$OUT_DIR/strataconformance.test"
-CONTAINERD_SRC=/usr/share/gocode/src/github.com/containerd/containerd
 PKG=strataconformance
 
 # Subtests of testsuite.SnapshotterSuite in containerd 1.6.20
@@ -75,16 +74,10 @@ if [ "$build_only" -eq 0 ]; then
 fi
 
 # ---------------------------------------------------------------- build ----
-command -v go >/dev/null 2>&1 ||
-  die "'go' not found. Install the toolchain and containerd source: apt-get install golang-go golang-github-containerd-containerd-dev"
-[ -f "$CONTAINERD_SRC/snapshots/testsuite/testsuite.go" ] ||
-  die "containerd source not found under $CONTAINERD_SRC. Install it: apt-get install golang-go golang-github-containerd-containerd-dev"
-
 # Offline GOPATH mode against the Debian-packaged sources.
-export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0
-export GOPATH="$SCRIPT_DIR/gopath:/usr/share/gocode"
-export GOCACHE=/var/tmp/strata-gocache
-mkdir -p "$OUT_DIR" "$GOCACHE"
+. "$SCRIPT_DIR/../../scripts/lib/common.sh"
+go_offline "$SCRIPT_DIR/gopath" || exit 1
+mkdir -p "$OUT_DIR"
 
 echo "run.sh: building $TEST_BIN ($(go version | awk '{print $3}'), GOPATH mode, offline)" >&2
 # -p 1: the machine is small and a Rust build may be running concurrently.

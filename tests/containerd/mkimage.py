@@ -119,6 +119,21 @@ class Layer:
         return gz.getvalue(), "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+def base_layer(busybox, passwd, group):
+    """A layer with what a container needs to run: busybox and its applets in bin/, etc/passwd,
+    etc/group, tmp/ (1777)."""
+    layer = Layer()
+    layer.dir("bin")
+    layer.file("bin/busybox", busybox, 0o755)
+    for applet in APPLETS:
+        layer.symlink("bin/" + applet, "busybox")
+    layer.dir("etc")
+    layer.file("etc/passwd", passwd)
+    layer.file("etc/group", group)
+    layer.dir("tmp", 0o1777)
+    return layer
+
+
 def bulk_layers(busybox, nlayers, nfiles, nbig):
     """The layers of the --bulk image (see the module docstring)."""
     import random
@@ -127,16 +142,10 @@ def bulk_layers(busybox, nlayers, nfiles, nbig):
     per_dir = 20
     layers = []
     for k in range(1, nlayers + 1):
-        layer = Layer()
         if k == 1:
-            layer.dir("bin")
-            layer.file("bin/busybox", busybox, 0o755)
-            for applet in APPLETS:
-                layer.symlink("bin/" + applet, "busybox")
-            layer.dir("etc")
-            layer.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
-            layer.file("etc/group", "root:x:0:\n")
-            layer.dir("tmp", 0o1777)
+            layer = base_layer(busybox, "root:x:0:0:root:/root:/bin/sh\n", "root:x:0:\n")
+        else:
+            layer = Layer()
         layer.dir("bulk")
         made = set()
         if k == 2:
@@ -188,15 +197,8 @@ def main():
     with open(busybox_path, "rb") as f:
         busybox = f.read()
 
-    l1 = Layer()
-    l1.dir("bin")
-    l1.file("bin/busybox", busybox, 0o755)
-    for applet in APPLETS:
-        l1.symlink("bin/" + applet, "busybox")
-    l1.dir("etc")
-    l1.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/data:/bin/sh\n")
-    l1.file("etc/group", "root:x:0:\napp:x:1000:\n")
-    l1.dir("tmp", 0o1777)
+    l1 = base_layer(busybox, "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/data:/bin/sh\n",
+                    "root:x:0:\napp:x:1000:\n")
     l1.dir("root", 0o700)
     l1.dir("data")
     l1.file("data/keep.txt", "lower keep\n")

@@ -18,10 +18,17 @@
 # also on failure or Ctrl-C. The logs of the last run (Strata's and containerd's,
 # per backend) are kept in ${STRATA_E2E_LOGDIR:-/var/tmp/strata-containerd-e2e}.
 #
+# The containerd is the one on PATH (Debian 12's 1.6), or with
+# STRATA_E2E_CONTAINERD=1.7 Debian 13's containerd 1.7, fetched once into a cache
+# under /var/tmp without touching the system's apt sources (scripts/lib/containerd.sh,
+# ensure_containerd17) and put first on PATH for this run only; its logs then go to
+# ${STRATA_E2E_LOGDIR:-/var/tmp/strata-containerd-e2e}-1.7.
+#
 # Needs root. Installs containerd, runc, busybox-static, golang-go and
 # golang-github-containerd-containerd-dev with apt-get when missing (the last two
 # build tests/containerd/gopath/src/strataprobe, a client that asks Strata
-# directly what it holds, offline in GOPATH mode).
+# directly what it holds, offline in GOPATH mode). Shared helpers (processes,
+# mounts, cgroups, containerd's configuration) come from scripts/lib/.
 set -euo pipefail
 # (Pipelines here never end in `grep -q`: with pipefail, grep quitting early
 # makes the writer die of SIGPIPE and the pipeline fail.)
@@ -30,9 +37,11 @@ set -euo pipefail
 # they run, and a trap may fire inside one).
 exec 3>&1 4>&2
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-CONTRIB=$(cd "$SCRIPT_DIR/../../contrib" && pwd)
+REPO=$(cd "$SCRIPT_DIR/../.." && pwd)
+CONTRIB=$REPO/contrib
+. "$REPO/scripts/lib/common.sh"
+. "$REPO/scripts/lib/containerd.sh"
 LOGDIR=${STRATA_E2E_LOGDIR:-/var/tmp/strata-containerd-e2e}
-GOCACHE_DIR=${GOCACHE:-/var/tmp/strata-gocache}
 
 die() { echo "run.sh: error: $*" >&2; exit 2; }
 note() { echo "run.sh: $*" >&2; }
@@ -54,24 +63,20 @@ STRATA=$(realpath -e -- "$strata_arg")
 [ -x "$STRATA" ] || die "'$STRATA' is not executable"
 
 # ------------------------------------------------------------ prerequisites --
-need_pkgs=()
-command -v containerd >/dev/null 2>&1 || need_pkgs+=(containerd)
-command -v ctr >/dev/null 2>&1 || need_pkgs+=(containerd)
-command -v containerd-shim-runc-v2 >/dev/null 2>&1 || need_pkgs+=(containerd)
-command -v runc >/dev/null 2>&1 || need_pkgs+=(runc)
-[ -x /bin/busybox ] || need_pkgs+=(busybox-static) # (the image needs the static one)
-command -v go >/dev/null 2>&1 || need_pkgs+=(golang-go)
-[ -f /usr/share/gocode/src/github.com/containerd/containerd/snapshots/proxy/proxy.go ] ||
-  need_pkgs+=(golang-github-containerd-containerd-dev)
-if [ "${#need_pkgs[@]}" -gt 0 ]; then
-  mapfile -t need_pkgs < <(printf '%s\n' "${need_pkgs[@]}" | sort -u)
-  note "installing ${need_pkgs[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1 ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends "${need_pkgs[@]}" >/dev/null; } ||
-    die "apt-get install ${need_pkgs[*]} failed"
-fi
-for c in python3 mount umount setsid timeout; do
+# (busybox-static: the image needs a static busybox)
+ensure_apt containerd runc busybox-static golang-go golang-github-containerd-containerd-dev ||
+  die "apt-get install failed"
+case "${STRATA_E2E_CONTAINERD:-}" in
+  "") ;;
+  1.7)
+    CTRD17=$(ensure_containerd17) || die "could not fetch containerd 1.7"
+    PATH=$CTRD17:$PATH
+    LOGDIR=$LOGDIR-1.7 ;;
+  *) die "STRATA_E2E_CONTAINERD='$STRATA_E2E_CONTAINERD': expected 1.7 (or unset: the containerd on PATH)" ;;
+esac
+CTRD_VERSION=$(containerd_version) || die "containerd --version failed"
+note "containerd $CTRD_VERSION ($(command -v containerd)), ctr $(command -v ctr), shim $(command -v containerd-shim-runc-v2)"
+for c in containerd ctr containerd-shim-runc-v2 runc python3 mount umount setsid timeout; do
   command -v "$c" >/dev/null 2>&1 || die "'$c' not found"
 done
 BUSYBOX=/bin/busybox
@@ -93,10 +98,7 @@ file_is_static "$BUSYBOX" || die "$BUSYBOX is not static (install busybox-static
 T=$(mktemp -d /tmp/strata-ctrd-e2e.XXXXXX)
 chmod 0711 "$T"
 NS=strata-e2e-$$
-declare -A RUN_CTRD_PRE=()
-for d in /run/containerd /run/containerd/s /run/containerd/fifo /run/containerd/runc; do
-  [ -e "$d" ] && RUN_CTRD_PRE[$d]=1
-done
+containerd_run_dirs_note
 
 NPASS=0 NFAIL=0
 FAILED=()
@@ -125,112 +127,15 @@ ctr_() { timeout 60 ctr -a "$CSOCK" -n "$NS" "$@"; }
 snap() { timeout 60 ctr -a "$CSOCK" -n "$NS" snapshots --snapshotter strata "$@"; }
 probe() { timeout 30 "$PROBE" "$SSOCK" strata "$@"; }
 
-# wait_until SECONDS COMMAND...: polls every 0.1 s; gives up at once if COMMAND
-# returns 255.
-wait_until() {
-  local deadline=$((SECONDS + $1)) rc; shift
-  while :; do
-    rc=0; "$@" >/dev/null 2>&1 || rc=$?
-    [ "$rc" -eq 0 ] && return 0
-    [ "$rc" -ne 255 ] && [ "$SECONDS" -lt "$deadline" ] || return 1
-    sleep 0.1
-  done
-}
-
-# alive_and PID COMMAND...: COMMAND's status while PID runs; stops a wait_until
-# (exit 255 is not retried) once PID is gone.
-alive_and() {
-  local pid=$1; shift
-  running "$pid" || return 255
-  "$@"
-}
-
-stopped() { ! running "$1"; }
-
-# running PID: the process exists and is not a zombie (our children stay zombies
-# until waited for, and kill -0 succeeds on them).
-running() {
-  local st
-  st=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
-  [ -n "$st" ] && [ "$st" != Z ]
-}
-
 # ---------------------------------------------------------------- teardown --
-kill_wait() { # kill_wait PID SECONDS: SIGTERM, then SIGKILL after SECONDS
-  local pid=$1 secs=$2 i
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < secs * 10; i++)); do running "$pid" || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
-
-# Shims of this test: containerd-shim-runc-v2 -namespace $NS ... -address $CSOCK
-our_shims() {
-  local p cmd
-  [ -n "$CSOCK" ] || return 0
-  for p in /proc/[0-9]*; do
-    cmd=$(tr '\0' ' ' 2>/dev/null <"$p/cmdline") || continue
-    case "$cmd" in
-      *containerd-shim*" -namespace $NS "*"-address $CSOCK "*) echo "${p#/proc/}" ;;
-    esac
-  done
-}
-
-mounts_under() { # mount points under $1, deepest first
-  awk -v p="$1/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r
-}
-
-unmount_under() {
-  local m i
-  for i in 1 2 3; do
-    for m in $(mounts_under "$1"); do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
-    [ -z "$(mounts_under "$1")" ] && return 0
-    sleep 0.2
-  done
-}
-
-cgroup_procs_kill() {
-  local f pid
-  for f in /sys/fs/cgroup/*/"$NS"/*/cgroup.procs /sys/fs/cgroup/"$NS"/*/cgroup.procs; do
-    [ -f "$f" ] || continue
-    while read -r pid; do kill -KILL "$pid" 2>/dev/null || true; done <"$f"
-  done
-}
-
-cgroup_rmdirs() {
-  local d
-  for d in /sys/fs/cgroup/*/"$NS"/* /sys/fs/cgroup/"$NS"/*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
-  for d in /sys/fs/cgroup/*/"$NS" /sys/fs/cgroup/"$NS"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null || true; done
-}
-
 # Stops everything of the current backend's pass; idempotent.
 teardown_pass() {
-  local c pid f sock
   [ -n "$BD" ] || return 0
-  if [ -n "$CPID" ] && running "$CPID"; then
-    for c in $(timeout 10 ctr -a "$CSOCK" -n "$NS" tasks ls -q 2>/dev/null); do
-      timeout 10 ctr -a "$CSOCK" -n "$NS" tasks kill -a -s KILL "$c" >/dev/null 2>&1 || true
-    done
-    for c in $(timeout 10 ctr -a "$CSOCK" -n "$NS" containers ls -q 2>/dev/null); do
-      wait_until 5 bash -c "! timeout 5 ctr -a '$CSOCK' -n '$NS' tasks ls 2>/dev/null | grep '^$c .*RUNNING' >/dev/null" || true
-      timeout 10 ctr -a "$CSOCK" -n "$NS" tasks rm -f "$c" >/dev/null 2>&1 || true
-      timeout 10 ctr -a "$CSOCK" -n "$NS" containers rm "$c" >/dev/null 2>&1 || true
-    done
-  fi
-  # Whatever is left: container processes, then their shims (and the shims' sockets).
-  cgroup_procs_kill
-  for pid in $(our_shims); do kill -KILL "$pid" 2>/dev/null || true; done
-  for f in "$CSTATE"/io.containerd.runtime.v2.task/"$NS"/*/address; do
-    [ -f "$f" ] || continue
-    sock=$(sed 's#^unix://##' "$f")
-    case "$sock" in /run/containerd/s/*) [ -S "$sock" ] && rm -f "$sock" ;; esac
-  done
+  if [ -n "$CPID" ] && running "$CPID"; then containerd_clear "$CSOCK" "$NS"; fi
   kill_wait "$CPID" 10; CPID=""
   kill_wait "$SPID" 10; SPID=""
-  for pid in $(our_shims); do kill -KILL "$pid" 2>/dev/null || true; done
-  unmount_under "$BD"
-  cgroup_rmdirs
+  # Whatever is left: container processes, shims and their sockets, mounts, cgroups.
+  containerd_reap "$BD" "$NS" "$CSTATE"
   if [ -d "$BD" ]; then
     mkdir -p "$LOGDIR/$B"
     cp -f "$BD"/*.log "$LOGDIR/$B/" 2>/dev/null || true
@@ -250,12 +155,9 @@ teardown_all() {
     echo "run.sh: warning: mounts still under $T; not removing it:" >&4
     mounts_under "$T" >&4
   fi
-  # /run/containerd/{s,fifo,runc} are made by containerd 1.6, its shims and ctr
+  # /run/containerd/{s,fifo,runc} are made by containerd, its shims and ctr
   # whatever the configuration says; remove those this test created, if empty.
-  local d
-  for d in /run/containerd/runc/"$NS" /run/containerd/fifo /run/containerd/s /run/containerd/runc /run/containerd; do
-    [ -z "${RUN_CTRD_PRE[$d]:-}" ] && [ -d "$d" ] && rmdir "$d" 2>/dev/null
-  done
+  containerd_run_dirs_rm "$NS"
   TORN_DOWN_FINAL=1
   return "$rc"
 }
@@ -271,10 +173,7 @@ trap on_signal INT TERM HUP
 note "building strataprobe (offline, GOPATH mode)"
 PROBE=$T/strataprobe
 (
-  export GO111MODULE=off GOPROXY=off GOFLAGS= CGO_ENABLED=0 GOCACHE="$GOCACHE_DIR"
-  export GOPATH="$SCRIPT_DIR/gopath:/usr/share/gocode"
-  mkdir -p "$GOCACHE"
-  go build -p 1 -o "$PROBE" strataprobe
+  go_offline "$SCRIPT_DIR/gopath" && go build -p 1 -o "$PROBE" strataprobe
 ) || die "building strataprobe failed"
 
 IMG1=localhost/strata-e2e:3layers
@@ -298,52 +197,13 @@ start_strata() {
 }
 
 start_containerd() {
-  cat >"$BD/containerd.toml" <<EOF
-version = 2
-root = "$BD/containerd/root"
-state = "$CSTATE"
-# Only what this test needs: no CRI, and no built-in snapshotter, so that
-# nothing can silently fall back to overlayfs.
-disabled_plugins = [
-  "io.containerd.grpc.v1.cri",
-  "io.containerd.snapshotter.v1.aufs",
-  "io.containerd.snapshotter.v1.btrfs",
-  "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.native",
-  "io.containerd.snapshotter.v1.overlayfs",
-  "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.tracing.processor.v1.otlp",
-  "io.containerd.internal.v1.tracing",
-]
-
-[grpc]
-  address = "$CSOCK"
-
-[ttrpc]
-  address = "$CSOCK.ttrpc"
-
-[debug]
-  address = ""
-  level = "debug"
-
-[metrics]
-  address = ""
-
-[plugins."io.containerd.internal.v1.opt"]
-  path = "$BD/containerd/opt"
-
-[proxy_plugins.strata]
-  type = "snapshot"
-  address = "$SSOCK"
-
-# The same socket under the other backend's name.
-[proxy_plugins.strata-$OTHER]
-  type = "snapshot"
-  address = "$SSOCK"
-EOF
-  setsid containerd --config "$BD/containerd.toml" </dev/null >>"$BD/containerd.log" 2>&1 &
-  CPID=$!
-  wait_until 30 alive_and "$CPID" timeout 5 ctr -a "$CSOCK" version
+  local f=$BD/containerd.toml
+  containerd_config "$f" "$BD/containerd/root" "$CSTATE" "$CSOCK"
+  containerd_proxy_plugin "$f" strata snapshot "$SSOCK"
+  # The same socket under the other backend's name.
+  containerd_proxy_plugin "$f" "strata-$OTHER" snapshot "$SSOCK"
+  containerd_start "$f" "$BD/containerd.log" "$CSOCK" || return 1
+  CPID=$CONTAINERD_PID
 }
 
 # ------------------------------------------------------------------ checks --
@@ -380,8 +240,7 @@ probe_entry() { # probe_entry KEY -> "<kind> <parent-key-or-->" for the snapshot
 
 c_daemons_up() {
   running "$SPID" && running "$CPID" || { echo "strata or containerd is not running"; return 1; }
-  ctr_ plugins ls | awk '$1 == "io.containerd.snapshotter.v1" && $2 == "strata" { print $NF }' | grep -x ok >/dev/null ||
-    { ctr_ plugins ls; return 1; }
+  containerd_plugin_ok "$CSOCK" "$NS" io.containerd.snapshotter.v1 strata || { ctr_ plugins ls; return 1; }
 }
 
 c_no_unpack() {
@@ -393,7 +252,7 @@ c_no_unpack() {
 }
 
 c_unpack_group_flag_ignored() {
-  # containerd 1.6's `ctr snapshots unpack` has its own --snapshotter flag and
+  # ctr's `snapshots unpack` (1.6 and 1.7) has its own --snapshotter flag and
   # reads only that one: `ctr snapshots --snapshotter strata unpack` uses the
   # default snapshotter (overlayfs, disabled here, so it fails loudly instead of
   # silently unpacking into overlayfs).
@@ -455,7 +314,7 @@ cexec() { # cexec CONTAINER SCRIPT
 c_run_container() {
   ctr_ run -d --null-io --snapshotter strata --runc-root "$BD/runc" --fifo-dir "$BD/fifo" \
     "$IMG2" c1 sleep 3600 >/dev/null || return 1
-  wait_until 10 bash -c "timeout 5 ctr -a '$CSOCK' -n '$NS' tasks ls | grep '^c1 .*RUNNING' >/dev/null" ||
+  wait_until 10 task_running "$CSOCK" "$NS" c1 ||
     { ctr_ tasks ls; return 1; }
   expect_eq "c1 in ctr snapshots ls" "$(ls_entry c1)" "Active $CH4" &&
     expect_eq "c1 in strata" "$(probe_entry c1)" "Active $CH4"
@@ -563,7 +422,7 @@ MNT=""
 GC_N=0
 gc_now() {
   GC_N=$((GC_N + 1))
-  ctr_ leases create --id "e2e-gc-$GC_N" >/dev/null && ctr_ leases rm --sync "e2e-gc-$GC_N"
+  containerd_gc "$CSOCK" "$NS" "e2e-gc-$GC_N"
 }
 # view_pinned KEY PARENT: `ctr snapshots view` gives the view no gc.root label, so the
 # next GC would collect it. Run a GC first (it resets containerd's deletion count,
@@ -804,7 +663,7 @@ c_sigkill() {
 
 c_remove_container() {
   ctr_ tasks kill -s KILL c1 || return 1
-  wait_until 10 bash -c "! timeout 5 ctr -a '$CSOCK' -n '$NS' tasks ls | grep '^c1 .*RUNNING' >/dev/null" || return 1
+  wait_until 10 task_stopped "$CSOCK" "$NS" c1 || return 1
   ctr_ tasks rm c1 >/dev/null && ctr_ containers rm c1 || return 1
   expect_eq "c1 in ls" "$(ls_entry c1)" ""
 }
@@ -899,7 +758,7 @@ pass_checks() {
 
   # Images
   check "ctr images import --no-unpack leaves strata empty" c_no_unpack
-  check "ctr 1.6: 'snapshots --snapshotter strata unpack' ignores the group flag" c_unpack_group_flag_ignored
+  check "ctr: 'snapshots --snapshotter strata unpack' ignores the group flag" c_unpack_group_flag_ignored
   check "ctr snapshots unpack --snapshotter strata commits the layer chain" c_snapshots_unpack
   check "strata itself holds the 3 committed layers and their directories" c_strata_holds_layers
   check "unpack stores whiteouts/opaque dirs the $B way on disk" c_layout_on_disk
@@ -988,7 +847,12 @@ c_contrib_containerd_config() {
   DUMP=$dump python3 - <<'EOF' || { echo "$dump" | grep -A3 'proxy_plugins\|snapshotter ='; return 1; }
 import os, re
 d = os.environ["DUMP"]
-assert re.search(r'\[proxy_plugins\.strata\]\s+address = "/run/strata/strata.sock"\s+type = "snapshot"', d), "proxy plugin"
+# The keys of [proxy_plugins.strata], in any order: containerd 1.7 dumps more of them
+# (capabilities, platform) between address and type.
+m = re.search(r'^\s*\[proxy_plugins\.strata\]\n(.*?)(?=^\s*\[)', d, re.M | re.S)
+assert m, "no proxy plugin strata"
+assert re.search(r'^\s+address = "/run/strata/strata.sock"$', m.group(1), re.M), "proxy plugin address"
+assert re.search(r'^\s+type = "snapshot"$', m.group(1), re.M), "proxy plugin type"
 cri = d.split('[plugins."io.containerd.grpc.v1.cri".containerd]', 1)[1].split("\n  [", 1)[0]
 assert re.search(r'^\s+snapshotter = "strata"$', cri, re.M), "cri snapshotter"
 EOF
@@ -1002,11 +866,9 @@ for b in "${BACKENDS[@]}"; do run_pass "$b"; done
 B=all
 leftovers() {
   local out=""
-  [ -z "$(our_shims)" ] || out+="shims: $(our_shims)"$'\n'
+  [ -z "$(pids_matching "$T")" ] || out+="containerd, shims or strata still running: $(pids_matching "$T" | tr '\n' ' ')"$'\n'
   [ -z "$(mounts_under "$T")" ] || out+="mounts: $(mounts_under "$T")"$'\n'
-  pgrep -f "containerd --config $T/" >/dev/null && out+="containerd still running"$'\n'
-  pgrep -f "serve --root $T/" >/dev/null && out+="strata still running"$'\n'
-  ls -d /sys/fs/cgroup/*/"$NS" >/dev/null 2>&1 && out+="cgroups: $(ls -d /sys/fs/cgroup/*/"$NS")"$'\n'
+  [ -z "$(cgroups_of "$NS")" ] || out+="cgroups: $(cgroups_of "$NS" | tr '\n' ' ')"$'\n'
   printf '%s' "$out"
   [ -z "$out" ]
 }
@@ -1017,6 +879,7 @@ if [ "$NFAIL" -gt 0 ]; then
   echo "failed checks:"
   printf '  %s\n' "${FAILED[@]}"
 fi
+echo "containerd: $CTRD_VERSION ($(command -v containerd))"
 echo "logs: $LOGDIR/<backend>/{strata,containerd}.log"
 echo "containerd e2e: $NPASS passed, $NFAIL failed"
 [ "$NFAIL" -eq 0 ]
