@@ -573,14 +573,13 @@ fn closed_store_refuses() {
     ));
 }
 
-/// Builds the schema-1 fixture (`tests/fixtures/schema-v1.redb`). Run by hand when the
-/// fixture must be regenerated: `STRATA_WRITE_FIXTURE=1 cargo test -p strata-meta
-/// write_schema_v1_fixture`; otherwise it does nothing.
+/// A tool, not a test: rewrites the schema-1 fixture (`tests/fixtures/schema-v1.redb`) that
+/// [`reads_a_schema_v1_store`] checks. Ignored, so the suite never runs it; run it by hand,
+/// only when the fixture must be regenerated: `cargo test -p strata-meta --test metastore
+/// write_schema_v1_fixture -- --ignored --exact`.
 #[test]
+#[ignore = "tool: rewrites tests/fixtures/schema-v1.redb (run with --ignored)"]
 fn write_schema_v1_fixture() {
-    if std::env::var_os("STRATA_WRITE_FIXTURE").is_none() {
-        return;
-    }
     let path = std::path::PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("run by cargo"))
         .join("tests/fixtures/schema-v1.redb");
     let _ = std::fs::remove_file(&path);
