@@ -21,7 +21,7 @@ ensure_rust
 
 ANCHOR=/var/tmp/strata-bench/strata-anchor
 echo "bench/run.sh: building strata and strata-bench (release, $CARGO_TARGET_DIR)" >&2
-cargo build --release -p strata -p strata-bench
+build_release
 echo "bench/run.sh: building the containerd anchor ($ANCHOR)" >&2
 bench/anchor/build.sh "$ANCHOR"
 

@@ -89,10 +89,10 @@ BUSYBOX=/bin/busybox
 if [ "$BUILD" -eq 1 ]; then
   ensure_rust
   note "building strata (release, $CARGO_TARGET_DIR)"
-  cargo build --release -p strata
+  build_release
 fi
 STRATA=$(realpath -e -- "${STRATA_ARG:-$CARGO_TARGET_DIR/release/strata}") ||
-  die "strata binary not found; build it: CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release -p strata"
+  die "strata binary not found; build it: CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo build --release --workspace --bins"
 
 # ------------------------------------------------------------------- state --
 NS=strata-unpack-$$

@@ -41,6 +41,26 @@ ensure_rust() {
 # The cargo target directory: outside the checkout, so repeated runs on one machine reuse it.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strata-target}"
 
+# build_strata: builds the workspace's binaries the one way scripts/test and scripts/serve
+# share, and sets STRATA_BIN to the daemon: the dev profile, every workspace member
+# (`--workspace`), default features. These are the units `cargo nextest run --workspace`
+# builds too (the workspace asks for regex's default features for that: see Cargo.toml), so
+# after the tests only the binary is relinked, and after serving the tests start from the
+# same libraries. Each difference the two scripts used to have cost a rebuild: a release
+# build compiles every crate a second time, and `-p strata` alone resolves features over
+# fewer packages (strata-bench turns on rustix's `param`), so rustix and every crate above it
+# were built twice and target/debug/strata relinked whenever one script followed the other.
+build_strata() {
+    cargo build --locked --workspace --bins || return 1
+    STRATA_BIN=$CARGO_TARGET_DIR/debug/strata
+}
+
+# build_release: the benchmarks' build (they measure optimised code): release profile, the
+# same package selection as build_strata, so bench/run.sh and bench/unpack.sh share it.
+build_release() {
+    cargo build --locked --release --workspace --bins
+}
+
 # go_offline GOPATH_DIR: the environment to build Go test helpers offline in GOPATH mode
 # against the Debian-packaged containerd 1.6 sources (golang-go,
 # golang-github-containerd-containerd-dev); fails saying what to install when they are

@@ -58,7 +58,7 @@ for b in "${BACKENDS[@]}"; do
 done
 
 [ "$(id -u)" -eq 0 ] || die "must run as root: containerd, runc and the snapshot mounts need it (try: sudo $0 $*)"
-[ -e "$strata_arg" ] || die "strata binary '$strata_arg' not found; build it: CARGO_TARGET_DIR=/var/tmp/strata-target cargo build"
+[ -e "$strata_arg" ] || die "strata binary '$strata_arg' not found; build it: CARGO_TARGET_DIR=/var/tmp/strata-target cargo build --workspace --bins"
 STRATA=$(realpath -e -- "$strata_arg")
 [ -x "$STRATA" ] || die "'$STRATA' is not executable"
 
