@@ -212,9 +212,9 @@ DIGEST=${IDS[0]}
 IMAGE_BYTES=$(stat -c %s "$R/image.tar")
 
 note "making 3 loop disks ($DISK_SIZE each, ext4)"
-DEV_META=$(make_disk meta)
-DEV_OVL=$(make_disk ovl)
-DEV_STRATA=$(make_disk strata)
+make_disk meta
+make_disk ovl
+make_disk strata
 mkdir -p "$OVL_ROOT" "$STRATA_ROOT"
 
 NO_COLOR=1 RUST_LOG="info,strata_grpc=debug" \

@@ -76,6 +76,7 @@ fi
 # ---------------------------------------------------------------- build ----
 # Offline GOPATH mode against the Debian-packaged sources.
 . "$SCRIPT_DIR/../../scripts/lib/common.sh"
+. "$SCRIPT_DIR/../../scripts/lib/loopdisk.sh"
 go_offline "$SCRIPT_DIR/gopath" || exit 1
 mkdir -p "$OUT_DIR"
 
@@ -136,10 +137,9 @@ if [ -n "$regex" ]; then
 fi
 if printf '%s\n' "${backends[@]}" | grep -qx btrfs; then
   command -v mkfs.btrfs >/dev/null 2>&1 || die "mkfs.btrfs not found: apt-get install btrfs-progs"
-  # A loop btrfs for the btrfs backend's roots (mount -o loop frees the device at umount).
+  # A loop btrfs for the btrfs backend's roots.
   btrfs_mnt=$(mktemp -d /tmp/strata-cf-XXXXXX)
-  truncate -s 4G "$run_dir/btrfs.img" && mkfs.btrfs -q "$run_dir/btrfs.img" >/dev/null &&
-    mount -o loop "$run_dir/btrfs.img" "$btrfs_mnt" ||
+  loopdisk_make "$run_dir/btrfs.img" "$btrfs_mnt" 4G btrfs ||
     die "could not make the loop btrfs for the btrfs backend"
   run_suite TestBtrfs TMPDIR="$btrfs_mnt" || rc=$?
 fi
