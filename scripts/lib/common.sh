@@ -43,13 +43,15 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/strata-target}"
 
 # build_strata: builds the workspace's binaries the one way scripts/test and scripts/serve
 # share, and sets STRATA_BIN to the daemon: the dev profile, every workspace member
-# (`--workspace`), default features. These are the units `cargo nextest run --workspace`
-# builds too (the workspace asks for regex's default features for that: see Cargo.toml), so
-# after the tests only the binary is relinked, and after serving the tests start from the
-# same libraries. Each difference the two scripts used to have cost a rebuild: a release
-# build compiles every crate a second time, and `-p strata` alone resolves features over
-# fewer packages (strata-bench turns on rustix's `param`), so rustix and every crate above it
-# were built twice and target/debug/strata relinked whenever one script followed the other.
+# (`--workspace`), default features, so going from one script to the other compiles nothing
+# twice. What the scripts used to differ in cost a rebuild each time: a release build compiles
+# every crate a second time, and `-p strata` alone resolves features over fewer packages
+# (strata-bench turns on rustix's `param`), so rustix and every crate above it were built
+# twice and target/debug/strata relinked whenever one script followed the other. (The test
+# suite's own `cargo nextest run` still builds strata-core and the crates above it once more:
+# its binary has the crash points, a dev-dependency feature, that the daemon must not have.
+# The workspace takes regex's default features so that at least regex and the crates below
+# are shared: see Cargo.toml.)
 build_strata() {
     cargo build --locked --workspace --bins || return 1
     STRATA_BIN=$CARGO_TARGET_DIR/debug/strata
