@@ -23,6 +23,7 @@ use strata_core::{Ctx, Error, Kind, Mount, Result, Usage};
 use strata_meta::Snapshot;
 use strata_sys::btrfs::{self, QuotaStatus};
 
+use crate::check::SnapshotFault;
 use crate::layout::Layout;
 use crate::{BackendKind, Driver, LimitPolicy, OpenError};
 
@@ -184,6 +185,21 @@ impl Driver for Btrfs {
     ) -> Result<Option<Usage>> {
         // Exact, with inodes, and what `strata fsck` checks: the walk against the parent.
         diff_usage(ctx, layout, snapshot)
+    }
+
+    fn check_snapshot(
+        &self,
+        layout: &Layout,
+        id: u64,
+        kind: Kind,
+    ) -> std::io::Result<Option<SnapshotFault>> {
+        Ok(match subvolume_state(layout, id, kind)? {
+            SubvolumeState::Good => None,
+            SubvolumeState::NotASubvolume => Some(SnapshotFault::NotASubvolume),
+            SubvolumeState::WrongFlag { readonly } => {
+                Some(SnapshotFault::ReadOnlyFlag { readonly })
+            }
+        })
     }
 
     fn limits(&self) -> Option<LimitPolicy> {

@@ -26,8 +26,10 @@ use strata_core::{
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
 
-use crate::layout::{Entry, Layout, TEMP_PREFIX};
+use crate::layout::{Entry, Layout, Orphan, TEMP_PREFIX};
 use crate::{Driver, OpenError};
+
+pub mod check;
 
 /// Longest key or name accepted, in bytes. containerd's own keys stay under a few hundred
 /// bytes (`<namespace>/<n>/<digest>`); the limit keeps hostile requests from bloating the
@@ -93,7 +95,26 @@ impl<D: Driver> Engine<D> {
         create_private_dir(root)?;
         create_private_dir(layout.snapshots())?;
         let store = Store::open(&layout.metadata())?;
-        let engine = Engine {
+        let engine = Engine::assemble(layout, store, driver, options);
+        let recovery = engine.recover()?;
+        Ok((engine, recovery))
+    }
+
+    /// Opens the existing backend rooted at `root` as it is: no start-up recovery, nothing
+    /// created but the store's tables. For [`Engine::check`], on a root no daemon serves.
+    pub fn open_unrecovered(root: &Path, driver: D) -> Result<Engine<D>, OpenError> {
+        let layout = Layout::new(root);
+        let store = Store::open(&layout.metadata())?;
+        Ok(Engine::assemble(
+            layout,
+            store,
+            driver,
+            EngineOptions::default(),
+        ))
+    }
+
+    fn assemble(layout: Layout, store: Store, driver: D, options: EngineOptions) -> Engine<D> {
+        Engine {
             driver: Arc::new(driver),
             layout,
             store,
@@ -101,9 +122,7 @@ impl<D: Driver> Engine<D> {
             temp_seq: AtomicU64::new(0),
             trash: Mutex::default(),
             closed: AtomicBool::new(false),
-        };
-        let recovery = engine.recover()?;
-        Ok((engine, recovery))
+        }
     }
 
     fn recover(&self) -> Result<Recovery> {
@@ -116,27 +135,24 @@ impl<D: Driver> Engine<D> {
         let mut present = 0u64;
         let mut max_id = 0u64;
         let mut orphans = Vec::new();
-        let dir = self.layout.snapshots();
-        for entry in std::fs::read_dir(dir).map_err(|e| Error::io("readdir", dir, e))? {
-            let entry = entry.map_err(|e| Error::io("readdir", dir, e))?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            match Layout::classify(&name) {
-                Entry::Snapshot(id) => {
-                    max_id = max_id.max(id);
-                    if ids.contains(&id) {
-                        present += 1;
-                    } else {
-                        orphans.push(entry.path());
-                    }
-                }
-                Entry::Temp => {
-                    let path = entry.path();
+        let entries = self
+            .layout
+            .entries()
+            .map_err(|e| Error::io("readdir", self.layout.snapshots(), e))?;
+        for e in entries {
+            if let Entry::Snapshot(id) = e.entry {
+                max_id = max_id.max(id);
+            }
+            match e.entry.orphan(|id| ids.contains(&id)) {
+                None => present += 1,
+                // Nobody can finish it: gone at once. The others wait for Cleanup.
+                Some(Orphan::Leftover) => {
                     self.driver
-                        .destroy(&path)
-                        .map_err(|e| Error::io("remove", &path, e))?;
+                        .destroy(&e.path)
+                        .map_err(|err| Error::io("remove", &e.path, err))?;
                     recovery.temp_dirs_removed += 1;
                 }
-                Entry::Foreign => orphans.push(entry.path()),
+                Some(Orphan::UnknownId | Orphan::Foreign) => orphans.push(e.path),
             }
         }
         recovery.orphan_dirs = orphans.len() as u64;

@@ -7,12 +7,27 @@
 //! <root>/snapshots/new-<n>    a snapshot being built, renamed to <id> when recorded
 //! ```
 //!
-//! Directories are named by numeric id, never by key, so no key can reach a path.
+//! Directories are named by numeric id, never by key, so no key can reach a path. Above the
+//! backends, the daemon's root holds the lock that says one process serves it
+//! ([`lock_root`]).
 
 use std::path::{Path, PathBuf};
 
+pub use strata_sys::lock::RootLock;
+
 /// Prefix of directories under construction.
 pub const TEMP_PREFIX: &str = "new-";
+
+/// The lock file under the daemon's root (`<root>/strata.lock`), held by the daemon and by
+/// `strata fsck`, so neither runs beside the other.
+pub fn lock_path(root: &Path) -> PathBuf {
+    root.join("strata.lock")
+}
+
+/// Takes the lock of the daemon root `root`; `None` if another process holds it.
+pub fn lock_root(root: &Path) -> std::io::Result<Option<RootLock>> {
+    RootLock::try_acquire(&lock_path(root))
+}
 
 /// The paths of one backend root.
 #[derive(Debug, Clone)]
@@ -76,6 +91,27 @@ impl Layout {
         }
     }
 
+    /// Every entry under `snapshots/`, sorted by name; none if the directory is absent.
+    pub fn entries(&self) -> std::io::Result<Vec<DirEntry>> {
+        let mut out = Vec::new();
+        let entries = match std::fs::read_dir(&self.snapshots) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            out.push(DirEntry {
+                entry: Layout::classify(&name),
+                path: entry.path(),
+                name,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
     /// What a directory name under `snapshots/` is.
     pub fn classify(name: &str) -> Entry {
         if let Ok(id) = name.parse::<u64>()
@@ -109,6 +145,43 @@ mod tests {
             "/r/snapshots/1/fs/a",
         ] {
             assert_eq!(l.id_of_fs(Path::new(other)), None, "{other}");
+        }
+    }
+}
+
+/// An entry found under `snapshots/`.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// Its name.
+    pub name: String,
+    /// Its path.
+    pub path: PathBuf,
+    /// What its name makes it.
+    pub entry: Entry,
+}
+
+/// Why an entry under `snapshots/` belongs to no snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphan {
+    /// A snapshot directory whose id the metadata does not know (a crash between creating
+    /// it and recording it, or a removal whose directory was not yet deleted).
+    UnknownId,
+    /// A `new-*` directory: a snapshot half-built when the process died. Start-up recovery
+    /// removes these at once.
+    Leftover,
+    /// A name Strata never gives.
+    Foreign,
+}
+
+impl Entry {
+    /// Why this entry is an orphan, given which ids the metadata knows; `None` for the
+    /// directory of a known snapshot.
+    pub fn orphan(self, known: impl Fn(u64) -> bool) -> Option<Orphan> {
+        match self {
+            Entry::Snapshot(id) if known(id) => None,
+            Entry::Snapshot(_) => Some(Orphan::UnknownId),
+            Entry::Temp => Some(Orphan::Leftover),
+            Entry::Foreign => Some(Orphan::Foreign),
         }
     }
 }

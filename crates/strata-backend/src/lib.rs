@@ -17,9 +17,10 @@ pub mod native;
 mod open_error;
 pub mod overlay;
 
+pub use engine::check;
 pub use engine::{Engine, EngineOptions, Recovery};
 pub use kind::{BackendKind, UnknownBackend};
-pub use layout::{Entry, Layout};
+pub use layout::{DirEntry, Entry, Layout, Orphan, RootLock, lock_path, lock_root};
 pub use open_error::OpenError;
 
 use std::path::Path;
@@ -97,6 +98,19 @@ pub trait Driver: Send + Sync + 'static {
         snapshot: &Snapshot,
     ) -> Result<Option<Usage>> {
         let _ = (ctx, layout, snapshot);
+        Ok(None)
+    }
+
+    /// How snapshot `id`'s content disagrees with what this driver makes for a snapshot of
+    /// `kind`, for `strata fsck` ([`check`]); `None` when it agrees. Plain directories need
+    /// nothing more than to exist, which the check sees for itself.
+    fn check_snapshot(
+        &self,
+        layout: &Layout,
+        id: u64,
+        kind: Kind,
+    ) -> std::io::Result<Option<check::SnapshotFault>> {
+        let _ = (layout, id, kind);
         Ok(None)
     }
 

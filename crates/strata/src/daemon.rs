@@ -14,7 +14,6 @@ use strata_grpc::backends::Backends;
 use strata_grpc::content::ContentStore;
 use strata_grpc::metrics::{Metrics, serve_http};
 use strata_grpc::server::{TransportError, serve_with_metrics};
-use strata_sys::lock::RootLock;
 
 use crate::config::{BtrfsQuota, Config, ConfigError};
 
@@ -177,8 +176,8 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     // other modes get them explicitly.
     rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
     create_dir_mode(&config.root, 0o700)?;
-    let lock_path = config.root.join("strata.lock");
-    let _lock = RootLock::try_acquire(&lock_path)
+    let lock_path = strata_backend::lock_path(&config.root);
+    let _lock = strata_backend::lock_root(&config.root)
         .map_err(io("lock", &lock_path))?
         .ok_or_else(|| DaemonError::Locked {
             root: config.root.clone(),

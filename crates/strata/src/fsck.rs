@@ -1,35 +1,16 @@
 //! `strata fsck`: compares each backend's metadata with its directories while the daemon is
-//! stopped, and with `--repair` fixes what is safe to fix.
-//!
-//! What it finds, per backend (`<root>/<backend>/`):
-//!
-//! | problem | repair |
-//! |---|---|
-//! | orphan directory: an id the metadata does not know, a `new-*` leftover, a foreign name | removed (what the daemon's Cleanup would do); unknown ids are kept while a parent link is broken, as one may be the lost parent's layer |
-//! | missing directory: a snapshot whose `snapshots/<id>/fs` is gone | its record removed, *only* if it has no children |
-//! | broken parent link: a snapshot whose parent has no record | left: only a restore can bring the parent back |
-//! | child of a missing parent: a snapshot further down such a chain, or below a snapshot without directory | left, for the same reason |
-//! | usage drift: a committed snapshot whose recorded usage differs from a fresh walk | the recorded figure replaced by the walk's |
-//! | btrfs: a read-only flag that disagrees with the kind (a committed snapshot writable, an active one read-only) | the flag set as the kind says |
-//! | btrfs: a snapshot whose `fs` is a plain directory, not a subvolume | left: it still works; recreate it to get a subvolume back |
-//!
-//! On btrfs, orphans are deleted with the subvolume destroy ioctl (a read-only subvolume
-//! cannot be emptied file by file), and a committed snapshot's usage is what it holds beyond
-//! its parent, as the backend records it.
-//!
-//! It takes the root's lock (`<root>/strata.lock`) as the daemon does, so it refuses to run
-//! beside one: a live daemon creates and removes directories as it goes.
+//! stopped, and with `--repair` fixes what is safe to fix. The checks and repairs are the
+//! backend's own ([`strata_backend::check`], where the table of problems and repairs lives);
+//! this module takes the arguments, holds the root's lock as the daemon does (so it refuses to
+//! run beside one: a live daemon creates and removes directories as it goes), and renders the
+//! findings as text or JSON.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use strata_backend::btrfs::SubvolumeState;
-use strata_backend::{BackendKind, Entry, Layout};
-use strata_core::{Ctx, Kind, Usage};
-use strata_meta::{Record, Store};
-use strata_sys::lock::RootLock;
-use strata_sys::usage::disk_usage;
+use strata_backend::check::{self, Left, Outcome, Repair, SnapshotFault};
+use strata_backend::{BackendKind, OpenError, Orphan, lock_path, lock_root};
+use strata_core::Usage;
 
 use crate::cli::format::human_size;
 use crate::config::ConfigError;
@@ -83,13 +64,13 @@ pub enum FsckError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// A backend's metadata store could not be read or written.
-    #[error("{backend} metadata: {source}")]
-    Store {
+    /// A backend could not be checked (its store cannot be opened, its directory read…).
+    #[error("{backend}: {source}")]
+    Backend {
         /// The backend.
-        backend: String,
+        backend: BackendKind,
         /// What failed.
-        source: strata_core::Error,
+        source: OpenError,
     },
 }
 
@@ -427,8 +408,8 @@ pub fn check_root(root: &Path, repair: bool) -> Result<Report, FsckError> {
     if !root.is_dir() {
         return Err(FsckError::NoRoot(root.to_owned()));
     }
-    let lock = root.join("strata.lock");
-    let _lock = RootLock::try_acquire(&lock)
+    let lock = lock_path(root);
+    let _lock = lock_root(root)
         .map_err(io("lock", &lock))?
         .ok_or_else(|| FsckError::Locked {
             root: root.to_owned(),
@@ -436,11 +417,30 @@ pub fn check_root(root: &Path, repair: bool) -> Result<Report, FsckError> {
         })?;
     let mut backends = Vec::new();
     for kind in BackendKind::ALL {
-        let name = kind.as_str();
-        let dir = root.join(name);
-        if dir.is_dir() {
-            backends.push(check_backend(name, &dir, repair)?);
+        let dir = root.join(kind.as_str());
+        if !dir.is_dir() {
+            continue;
         }
+        let mut progress: Option<Progress> = None;
+        let checked = check::check_backend(kind, &dir, repair, &mut |_, total| {
+            progress
+                .get_or_insert_with(|| Progress::new(format!("fsck {kind}"), "snapshots", total))
+                .tick()
+        });
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        let checked = checked.map_err(|source| FsckError::Backend {
+            backend: kind,
+            source,
+        })?;
+        backends.push(BackendReport {
+            backend: kind.to_string(),
+            path: dir,
+            snapshots: checked.snapshots,
+            directories: checked.directories,
+            findings: checked.findings.iter().map(finding).collect(),
+        });
     }
     Ok(Report {
         root: root.to_owned(),
@@ -449,386 +449,130 @@ pub fn check_root(root: &Path, repair: bool) -> Result<Report, FsckError> {
     })
 }
 
-/// A directory entry under `snapshots/`.
-struct DirEntry {
-    name: String,
-    path: PathBuf,
-    entry: Entry,
-}
-
-fn list_dirs(dir: &Path) -> Result<Vec<DirEntry>, FsckError> {
-    let mut out = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(io("readdir", dir)(e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(io("readdir", dir))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        out.push(DirEntry {
-            entry: Layout::classify(&name),
-            path: entry.path(),
-            name,
-        });
-    }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
-}
-
-/// Bytes under `path`, a directory or anything else; 0 if it cannot be walked.
-fn bytes_of(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => disk_usage(path).map(|u| u.bytes).unwrap_or(0),
-        Ok(m) => m.blocks() * 512,
-        Err(_) => 0,
+/// A backend's finding as the report shows it.
+fn finding(f: &check::Finding) -> Finding {
+    let problem = view(&f.problem);
+    Finding {
+        message: problem.to_string(),
+        repaired: f.repaired(),
+        action: f.outcome.as_ref().map(|o| action(&f.problem, o)),
+        problem,
     }
 }
 
-fn check_backend(name: &str, dir: &Path, repair: bool) -> Result<BackendReport, FsckError> {
-    let layout = Layout::new(dir);
-    let entries = list_dirs(layout.snapshots())?;
-    let mut report = BackendReport {
-        backend: name.to_owned(),
-        path: dir.to_owned(),
-        snapshots: 0,
-        directories: entries.len() as u64,
-        findings: Vec::new(),
-    };
-    if !layout.metadata().exists() {
-        // Without a store nothing says which directories are live: never delete them.
-        if !entries.is_empty() {
-            let problem = Problem::MissingStore {
-                directories: entries.len() as u64,
-            };
-            report.findings.push(Finding {
-                message: problem.to_string(),
-                problem,
-                repaired: false,
-                action: repair.then(|| {
-                    "nothing: without metadata no directory can be told live or dead; restore \
-                     metadata.redb from a backup"
-                        .to_owned()
-                }),
-            });
-        }
-        return Ok(report);
-    }
-    let store_err = |source| FsckError::Store {
-        backend: name.to_owned(),
-        source,
-    };
-    let store = Store::open(&layout.metadata()).map_err(store_err)?;
-    let mut records: BTreeMap<String, Record> = BTreeMap::new();
-    store
-        .read(&Ctx::background(), |tx| {
-            tx.for_each(&mut |key, record| {
-                records.insert(key.to_owned(), record);
-                Ok(())
-            })
-        })
-        .map_err(store_err)?;
-    report.snapshots = records.len() as u64;
-
-    let problems = find_problems(name, &layout, &entries, &records);
-    // A parent whose record is gone may have left its directory behind as an "orphan": it is
-    // then the only copy of a layer its children need, and a restored store would want it.
-    let keep_unknown = problems
-        .iter()
-        .any(|p| matches!(p, Problem::BrokenParent { .. }));
-    for problem in problems {
-        let (repaired, action) = if repair {
-            match fix(name, &problem, &layout, &store, keep_unknown) {
-                Ok(Fix::Done(what)) => (true, Some(what)),
-                Ok(Fix::Left(why)) => (false, Some(why)),
-                Err(e) => (false, Some(format!("repair failed: {e}"))),
-            }
-        } else {
-            (false, None)
-        };
-        report.findings.push(Finding {
-            message: problem.to_string(),
-            problem,
-            repaired,
-            action,
-        });
-    }
-    store.close();
-    Ok(report)
-}
-
-/// Compares `records` with `entries` (and, for committed snapshots, their usage with a walk).
-fn find_problems(
-    backend: &str,
-    layout: &Layout,
-    entries: &[DirEntry],
-    records: &BTreeMap<String, Record>,
-) -> Vec<Problem> {
-    let mut problems = Vec::new();
-    let ids: HashSet<u64> = records.values().map(|r| r.id).collect();
-    for e in entries {
-        let why = match e.entry {
-            Entry::Snapshot(id) if ids.contains(&id) => continue,
-            Entry::Snapshot(_) => "unknown-id",
-            Entry::Temp => "leftover",
-            Entry::Foreign => "foreign",
-        };
-        problems.push(Problem::OrphanDirectory {
-            name: e.name.clone(),
-            why,
-            bytes: bytes_of(&e.path),
-        });
-    }
-
-    let mut children: HashMap<&str, Vec<String>> = HashMap::new();
-    for (key, r) in records {
-        if !r.parent.is_empty() {
-            children.entry(&r.parent).or_default().push(key.clone());
-        }
-    }
-    let mut without_dir = HashSet::new();
-    let mut progress = Progress::new(format!("fsck {backend}"), "snapshots", records.len() as u64);
-    let mut drift = Vec::new();
-    for (key, r) in records {
-        let fs = layout.fs(r.id);
-        if !fs.is_dir() {
-            without_dir.insert(key.as_str());
-            problems.push(Problem::MissingDirectory {
-                key: key.clone(),
-                id: r.id,
-                kind: r.kind.as_str(),
-                children: children.get(key.as_str()).cloned().unwrap_or_default(),
-            });
-        } else {
-            if backend == "btrfs" {
-                problems.extend(subvolume_problem(layout, key, r));
-            }
-            if r.kind != Kind::Committed {
-                progress.tick();
-                continue;
-            }
-            // A walk that fails (permissions, I/O) says nothing about drift; the missing or
-            // unreadable directory is reported elsewhere or by the daemon.
-            if let Ok(du) = committed_usage(backend, layout, records, r, &fs) {
-                let found = Usage {
-                    size: du.bytes as i64,
-                    inodes: du.inodes as i64,
-                };
-                if r.usage != Some(found) {
-                    drift.push(Problem::UsageDrift {
-                        key: key.clone(),
-                        id: r.id,
-                        recorded: r.usage.map(UsageJson::from),
-                        found: found.into(),
-                    });
-                }
-            }
-        }
-        progress.tick();
-    }
-    progress.finish();
-
-    for (key, r) in records {
-        if r.parent.is_empty() {
-            continue;
-        }
-        if !records.contains_key(&r.parent) {
-            problems.push(Problem::BrokenParent {
-                key: key.clone(),
-                parent: r.parent.clone(),
-            });
-            continue;
-        }
-        if let Some(ancestor) = first_bad_ancestor(records, &without_dir, &r.parent) {
-            problems.push(Problem::ChildOfMissingParent {
-                key: key.clone(),
-                ancestor,
-            });
-        }
-    }
-    problems.extend(drift);
-    problems
-}
-
-/// A committed snapshot's usage as its backend records it: on btrfs, what its subvolume holds
-/// beyond its parent's; elsewhere, a walk of its directory.
-fn committed_usage(
-    backend: &str,
-    layout: &Layout,
-    records: &BTreeMap<String, Record>,
-    r: &Record,
-    fs: &Path,
-) -> std::io::Result<strata_sys::usage::DiskUsage> {
-    match records.get(&r.parent) {
-        Some(parent) if backend == "btrfs" => {
-            strata_sys::usage::diff_usage_until(fs, &layout.fs(parent.id), &|| false)
-        }
-        _ => disk_usage(fs),
-    }
-}
-
-/// btrfs: how snapshot `key`'s subvolume disagrees with its record, if it does.
-fn subvolume_problem(layout: &Layout, key: &str, r: &Record) -> Option<Problem> {
-    match strata_backend::btrfs::subvolume_state(layout, r.id, r.kind).ok()? {
-        SubvolumeState::Good => None,
-        SubvolumeState::NotASubvolume => Some(Problem::NotASubvolume {
-            key: key.to_owned(),
-            id: r.id,
-        }),
-        SubvolumeState::WrongFlag { readonly } => Some(Problem::ReadOnlyFlag {
-            key: key.to_owned(),
-            id: r.id,
-            kind: r.kind.as_str(),
-            readonly,
-        }),
-    }
-}
-
-/// Walks up from `parent` (which has a record) and returns the first ancestor that has no
-/// record or no directory, if any. A cycle (impossible unless the store was edited) stops the
-/// walk.
-fn first_bad_ancestor(
-    records: &BTreeMap<String, Record>,
-    without_dir: &HashSet<&str>,
-    parent: &str,
-) -> Option<String> {
-    let mut seen = HashSet::new();
-    let mut current = parent.to_owned();
-    while !current.is_empty() && seen.insert(current.clone()) {
-        if without_dir.contains(current.as_str()) {
-            return Some(current);
-        }
-        match records.get(&current) {
-            Some(r) => current = r.parent.clone(),
-            None => return Some(current),
-        }
-    }
-    None
-}
-
-enum Fix {
-    Done(String),
-    Left(String),
-}
-
-fn fix(
-    backend: &str,
-    problem: &Problem,
-    layout: &Layout,
-    store: &Store,
-    keep_unknown: bool,
-) -> Result<Fix, FsckError> {
-    Ok(match problem {
-        Problem::OrphanDirectory {
-            name,
-            why: "unknown-id",
+/// The report's (and the JSON's) form of a problem.
+fn view(p: &check::Problem) -> Problem {
+    match p {
+        check::Problem::OrphanDirectory { name, why, bytes } => Problem::OrphanDirectory {
+            name: name.clone(),
+            why: match why {
+                Orphan::UnknownId => "unknown-id",
+                Orphan::Leftover => "leftover",
+                Orphan::Foreign => "foreign",
+            },
+            bytes: *bytes,
+        },
+        check::Problem::MissingDirectory {
+            key,
+            id,
+            kind,
+            children,
+        } => Problem::MissingDirectory {
+            key: key.clone(),
+            id: *id,
+            kind: kind.as_str(),
+            children: children.clone(),
+        },
+        check::Problem::BrokenParent { key, parent } => Problem::BrokenParent {
+            key: key.clone(),
+            parent: parent.clone(),
+        },
+        check::Problem::ChildOfMissingParent { key, ancestor } => Problem::ChildOfMissingParent {
+            key: key.clone(),
+            ancestor: ancestor.clone(),
+        },
+        check::Problem::UsageDrift {
+            key,
+            id,
+            recorded,
+            found,
+        } => Problem::UsageDrift {
+            key: key.clone(),
+            id: *id,
+            recorded: recorded.map(UsageJson::from),
+            found: (*found).into(),
+        },
+        check::Problem::SnapshotFault {
+            key,
+            id,
+            kind,
+            fault: SnapshotFault::ReadOnlyFlag { readonly },
+        } => Problem::ReadOnlyFlag {
+            key: key.clone(),
+            id: *id,
+            kind: kind.as_str(),
+            readonly: *readonly,
+        },
+        check::Problem::SnapshotFault {
+            key,
+            id,
+            fault: SnapshotFault::NotASubvolume,
             ..
-        } if keep_unknown => Fix::Left(format!(
+        } => Problem::NotASubvolume {
+            key: key.clone(),
+            id: *id,
+        },
+        check::Problem::MissingStore { directories } => Problem::MissingStore {
+            directories: *directories,
+        },
+    }
+}
+
+/// What a repair did, or why it did nothing, in words.
+fn action(problem: &check::Problem, outcome: &Outcome) -> String {
+    let name = match problem {
+        check::Problem::OrphanDirectory { name, .. } => name.as_str(),
+        _ => "",
+    };
+    let (key, id) = match problem {
+        check::Problem::MissingDirectory { key, id, .. }
+        | check::Problem::SnapshotFault { key, id, .. } => (key.as_str(), *id),
+        _ => ("", 0),
+    };
+    match outcome {
+        Outcome::Repaired(Repair::RemovedOrphan) => format!("removed snapshots/{name}"),
+        Outcome::Repaired(Repair::RecordedUsage) => "recorded the usage the walk found".to_owned(),
+        Outcome::Repaired(Repair::RemovedRecord) => format!(
+            "removed the record of {key:?}; containerd will find it gone (NotFound) and \
+             recreate it if it still needs it"
+        ),
+        Outcome::Repaired(Repair::SetReadOnlyFlag { readonly }) => format!(
+            "made snapshots/{id}/fs {}",
+            if *readonly { "read-only" } else { "writable" }
+        ),
+        Outcome::Left(Left::MayBeLostParent) => format!(
             "snapshots/{name}: some snapshot's parent record is missing, and this directory may \
              be that parent's layer; restore the metadata, or remove the broken chain, then \
              run fsck again"
-        )),
-        Problem::OrphanDirectory { name, .. } => {
-            let path = layout.snapshots().join(name);
-            let removed = if path.is_dir() && !path.is_symlink() && backend == "btrfs" {
-                strata_backend::btrfs::remove_snapshot_dir(&path)
-            } else if path.is_dir() && !path.is_symlink() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            removed.map_err(io("remove", &path))?;
-            Fix::Done(format!("removed snapshots/{name}"))
-        }
-        Problem::UsageDrift { key, found, .. } => {
-            let (k, usage) = (
-                key.clone(),
-                Usage {
-                    size: found.size,
-                    inodes: found.inodes,
-                },
-            );
-            store
-                .write(&Ctx::background(), move |tx| tx.set_usage(&k, usage))
-                .map_err(|source| FsckError::Store {
-                    backend: backend.to_owned(),
-                    source,
-                })?;
-            Fix::Done("recorded the usage the walk found".to_owned())
-        }
-        Problem::MissingDirectory {
-            key, id, children, ..
-        } => {
-            if !children.is_empty() {
-                return Ok(Fix::Left(format!(
-                    "its record: removing it would leave {} without a parent; restore \
-                     snapshots/{id} from a backup, or remove the children first",
-                    quoted_list(children)
-                )));
-            }
-            // The store's own remove checks its parents index once more.
-            let k = key.clone();
-            match store.write(&Ctx::background(), move |tx| tx.remove(&k).map(|_| ())) {
-                Ok(()) => Fix::Done(format!(
-                    "removed the record of {key:?}; containerd will find it gone (NotFound) and \
-                     recreate it if it still needs it"
-                )),
-                Err(e) => Fix::Left(format!("its record: the store refused to remove it: {e}")),
-            }
-        }
-        Problem::BrokenParent { parent, .. } => Fix::Left(format!(
+        ),
+        Outcome::Left(Left::HasChildren(children)) => format!(
+            "its record: removing it would leave {} without a parent; restore \
+             snapshots/{id} from a backup, or remove the children first",
+            quoted_list(children)
+        ),
+        Outcome::Left(Left::ParentGone(parent)) => format!(
             "nothing: no repair brings back {parent:?}; restore the metadata from a backup, or \
              remove this snapshot (`strata rm`) once nothing needs it"
-        )),
-        Problem::ChildOfMissingParent { .. } => Fix::Left(
-            "nothing: it is intact, its ancestor is not; see that ancestor's problem".to_owned(),
         ),
-        Problem::ReadOnlyFlag { id, readonly, .. } => {
-            let fs = layout.fs(*id);
-            strata_sys::btrfs::set_readonly(&fs, !readonly).map_err(io("btrfs set flags", &fs))?;
-            Fix::Done(format!(
-                "made snapshots/{id}/fs {}",
-                if *readonly { "writable" } else { "read-only" }
-            ))
+        Outcome::Left(Left::AncestorDamaged) => {
+            "nothing: it is intact, its ancestor is not; see that ancestor's problem".to_owned()
         }
-        Problem::NotASubvolume { .. } => Fix::Left(
-            "nothing: it works as it is; to get a subvolume back, remove the snapshot and let \
-             containerd recreate it"
-                .to_owned(),
-        ),
-        Problem::MissingStore { .. } => Fix::Left("nothing".to_owned()),
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The nearest missing ancestor is named; a cycle ends the walk.
-    #[test]
-    fn bad_ancestors() {
-        use std::time::UNIX_EPOCH;
-        let record = |id, parent: &str| Record {
-            id,
-            kind: Kind::Committed,
-            parent: parent.into(),
-            labels: Default::default(),
-            created: UNIX_EPOCH,
-            updated: UNIX_EPOCH,
-            usage: None,
-        };
-        let records: BTreeMap<String, Record> = [
-            ("b".to_string(), record(2, "a")),
-            ("c".to_string(), record(3, "b")),
-            ("x".to_string(), record(4, "y")),
-            ("y".to_string(), record(5, "x")),
-        ]
-        .into();
-        let none = HashSet::new();
-        assert_eq!(first_bad_ancestor(&records, &none, "c"), Some("a".into()));
-        assert_eq!(first_bad_ancestor(&records, &none, "x"), None);
-        let b_gone: HashSet<&str> = ["b"].into();
-        assert_eq!(first_bad_ancestor(&records, &b_gone, "c"), Some("b".into()));
+        Outcome::Left(Left::NoStore) => "nothing: without metadata no directory can be told \
+             live or dead; restore metadata.redb from a backup"
+            .to_owned(),
+        Outcome::Left(Left::WorksAsIs) => "nothing: it works as it is; to get a subvolume back, \
+             remove the snapshot and let containerd recreate it"
+            .to_owned(),
+        Outcome::Left(Left::Failed(e)) => format!("repair failed: {e}"),
     }
 }
