@@ -140,6 +140,9 @@ note "PASS: fallback pull works"
 listing() { # listing NS REF OUT: canonical listing of the image's rootfs
   local chain; chain=$(tail -1 "$T/ids")
   mkdir -p "$T/mnt-$1"
+  # A synchronous GC first: the view carries no gc.root label, and a collection the pull
+  # scheduled could otherwise take it before it is mounted.
+  $CTR -n "$1" leases create --id "gcwait-$1" >/dev/null && $CTR -n "$1" leases rm --sync "gcwait-$1" >/dev/null
   $CTR -n "$1" snapshots --snapshotter strata view "view-$1" "$chain" >/dev/null
   $CTR -n "$1" snapshots --snapshotter strata mounts "$T/mnt-$1" "view-$1" | sh
   python3 "$REPO/tests/differ/listing.py" tree "$T/mnt-$1" >"$3"
