@@ -87,6 +87,22 @@ impl EntryStat {
     }
 }
 
+impl From<&rustix::fs::Stat> for EntryStat {
+    fn from(st: &rustix::fs::Stat) -> EntryStat {
+        EntryStat {
+            mode: st.st_mode,
+            uid: st.st_uid,
+            gid: st.st_gid,
+            size: st.st_size as u64,
+            rdev: st.st_rdev,
+            ino: st.st_ino,
+            nlink: st.st_nlink,
+            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
+            atime: (st.st_atime, st.st_atime_nsec as u32),
+        }
+    }
+}
+
 const fn libc_s_ifmt() -> u32 {
     0o170000
 }
@@ -173,17 +189,7 @@ impl Dir {
     /// The metadata of `name`, `None` if it does not exist.
     pub fn lstat(&self, name: &OsStr) -> io::Result<Option<EntryStat>> {
         match rustix::fs::statat(&self.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) => Ok(Some(EntryStat {
-                mode: st.st_mode,
-                uid: st.st_uid,
-                gid: st.st_gid,
-                size: st.st_size as u64,
-                rdev: st.st_rdev,
-                ino: st.st_ino,
-                nlink: st.st_nlink,
-                mtime: (st.st_mtime, st.st_mtime_nsec as u32),
-                atime: (st.st_atime, st.st_atime_nsec as u32),
-            })),
+            Ok(st) => Ok(Some(EntryStat::from(&st))),
             Err(rustix::io::Errno::NOENT) => Ok(None),
             Err(e) => Err(e.into()),
         }
@@ -191,18 +197,7 @@ impl Dir {
 
     /// The metadata of this directory itself.
     pub fn stat_self(&self) -> io::Result<EntryStat> {
-        let st = rustix::fs::fstat(&self.fd)?;
-        Ok(EntryStat {
-            mode: st.st_mode,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            size: st.st_size as u64,
-            rdev: st.st_rdev,
-            ino: st.st_ino,
-            nlink: st.st_nlink,
-            mtime: (st.st_mtime, st.st_mtime_nsec as u32),
-            atime: (st.st_atime, st.st_atime_nsec as u32),
-        })
+        Ok(EntryStat::from(&rustix::fs::fstat(&self.fd)?))
     }
 
     /// Sets the extended attribute `key` of this directory itself.
@@ -442,25 +437,6 @@ pub fn set_file_times(file: &File, atime: (i64, u32), mtime: (i64, u32)) -> io::
 pub fn set_file_xattr(file: &File, key: &OsStr, value: &[u8]) -> io::Result<()> {
     rustix::fs::fsetxattr(file, key, value, rustix::fs::XattrFlags::empty())?;
     Ok(())
-}
-
-/// The metadata of the absolute `path`, not following a final symlink; `None` if absent.
-pub fn lstat_path(path: &Path) -> io::Result<Option<EntryStat>> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let Some(name) = path.file_name() else {
-        return Ok(None);
-    };
-    let dir = match rustix::fs::openat(
-        CWD,
-        parent,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    ) {
-        Ok(fd) => Dir { fd },
-        Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => return Ok(None),
-        Err(e) => return Err(e.into()),
-    };
-    dir.lstat(name)
 }
 
 #[cfg(test)]
