@@ -19,9 +19,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{
-    AtFlags, CWD, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps,
-};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawMode, ResolveFlags, Timespec, Timestamps};
 
 /// The root of a tree that entries must stay inside.
 #[derive(Debug)]
