@@ -120,8 +120,11 @@ pub enum StoreError {
     /// The group commit carrying this write panicked before answering it.
     #[error("the batch carrying this write failed")]
     BatchFailed,
-    /// An earlier I/O error left the store unusable until it is reopened (redb's rule).
-    #[error("{context}: an earlier I/O error left the store unusable; restart the daemon")]
+    /// An earlier I/O error left the store unusable until it is reopened (redb's rule); the
+    /// store reopens it at once, so a retry can succeed.
+    #[error(
+        "{context}: an earlier I/O error left the metadata store unusable; it is being reopened, retry"
+    )]
     Unusable {
         /// What the store was doing.
         context: String,

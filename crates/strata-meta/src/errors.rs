@@ -26,7 +26,8 @@ pub(crate) fn from_redb(context: &str, error: impl Into<redb::Error>) -> StoreEr
             context,
             detail: format!("the file uses redb format {version}, which this build cannot read"),
         },
-        redb::Error::PreviousIo => StoreError::Unusable { context },
+        // The database a reopen closed under a read transaction: as unusable as before.
+        redb::Error::PreviousIo | redb::Error::DatabaseClosed => StoreError::Unusable { context },
         other => StoreError::Bug {
             context,
             detail: other.to_string(),

@@ -11,6 +11,9 @@
 
 mod codec;
 mod errors;
+#[cfg(feature = "testing")]
+pub mod faults;
+mod handle;
 mod store;
 mod tables;
 mod tx;

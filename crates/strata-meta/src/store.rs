@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
-use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use strata_core::{Ctx, Error, Result, StoreError, crash};
 
 use crate::errors::{StoreContext, from_redb};
+use crate::handle::{Handle, Source, needs_reopen};
 use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
 use crate::tx::{ReadTx, WriteTx};
 
@@ -17,23 +18,24 @@ use crate::tx::{ReadTx, WriteTx};
 /// store written by a newer version is refused rather than misread.
 pub const SCHEMA_VERSION: u64 = 1;
 
-/// redb's page cache. 100,000 snapshots take about 40 MiB of store; the hot part (the
-/// records of live snapshots and the indexes' upper levels) fits well within this, and the
-/// bound keeps the daemon's memory flat as the store grows.
-const CACHE_BYTES: usize = 32 << 20;
-
 /// Most operations applied in one group commit; bounds the latency a batch adds.
 const MAX_BATCH: usize = 256;
 
 /// Called after the batch's commit with `None` on success or why it did not commit.
 type Completion = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 /// One queued write: given the batch's transaction (or the reason there is none), runs the
-/// operation and returns how to answer its caller once the batch is durable.
-type Job = Box<dyn FnOnce(std::result::Result<&mut WriteTx<'_>, &StoreError>) -> Completion + Send>;
+/// operation and returns how to answer its caller once the batch is durable, and the I/O
+/// error the operation met, if any (which then answers the whole batch).
+type Job = Box<
+    dyn FnOnce(
+            std::result::Result<&mut WriteTx<'_>, &StoreError>,
+        ) -> (Completion, Option<StoreError>)
+        + Send,
+>;
 
 /// The metadata store of one backend.
 pub struct Store {
-    db: Database,
+    db: Handle,
     path: PathBuf,
     writes: Mutex<Writes>,
     /// Signalled when a batch is durable and when leadership is free.
@@ -63,36 +65,26 @@ impl Store {
     /// Opens (creating if absent) the store at `path`. A store that cannot be read, or that
     /// a newer Strata wrote, is an error naming the file and what to do; never an empty start.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Database::builder()
-            .set_cache_size(CACHE_BYTES)
-            .create(path)
-            .map_err(|e| {
-                Error::Store(match e {
-                    DatabaseError::DatabaseAlreadyOpen => StoreError::AlreadyOpen {
-                        path: path.to_owned(),
-                    },
-                    other => match from_redb(
-                        &format!("metadata store {} cannot be opened", path.display()),
-                        other,
-                    ) {
-                        StoreError::Corrupted { context, detail } => StoreError::Corrupted {
-                            context,
-                            detail: format!(
-                                "{detail}. If the file is damaged, stop Strata, move it aside \
-                                 and restore it from a backup; `strata fsck` reports what the \
-                                 snapshot directories then hold"
-                            ),
-                        },
-                        e => e,
-                    },
-                })
-            })?;
+        Store::open_from(path, Source::File)
+    }
+
+    /// Opens the store at `path` through a backend that fails the metadata file's system
+    /// calls `faults` names, for tests of what a failing disk does.
+    #[cfg(feature = "testing")]
+    pub fn open_with_faults(path: &Path, faults: crate::faults::Faults) -> Result<Store> {
+        Store::open_from(path, Source::Faulty(faults))
+    }
+
+    fn open_from(path: &Path, source: Source) -> Result<Store> {
+        let handle = Handle::open(path, source)?;
+        let (_, db) = handle.current()?;
         if !Store::initialised(&db, path)? {
             Store::initialise(&db, path)?;
         }
 
+        drop(db);
         Ok(Store {
-            db,
+            db: handle,
             path: path.to_owned(),
             writes: Mutex::default(),
             batch_done: Condvar::new(),
@@ -161,8 +153,16 @@ impl Store {
             return Err(Error::Closed);
         }
         ctx.check()?;
-        let txn = self.db.begin_read().store("starting read transaction")?;
-        f(&ReadTx::new(txn))
+        let (generation, db) = self.db.current()?;
+        let txn = db.begin_read().store("starting read transaction");
+        // A reopen waits for every holder of the database; a read transaction needs none.
+        drop(db);
+        let result = txn.and_then(|txn| f(&ReadTx::new(txn)));
+        if let Err(Error::Store(e @ StoreError::Unusable { .. })) = &result {
+            tracing::warn!(error = %e, "metadata read failed after an I/O error; reopening the store");
+            self.db.reopen(generation);
+        }
+        result
     }
 
     /// Runs `f` in a write transaction and returns once its effect is durable.
@@ -190,7 +190,7 @@ impl Store {
         let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<T>>(1);
         let ctx = ctx.clone();
         let job: Job = Box::new(move |tx| {
-            let result = match tx {
+            let result: Result<T> = match tx {
                 Ok(tx) => ctx.check().and_then(|()| {
                     tx.begin_operation();
                     let result = f(tx);
@@ -204,13 +204,22 @@ impl Store {
                 }),
                 Err(reason) => Err(Error::Store(reason.clone())),
             };
-            Box::new(move |commit_error: Option<&StoreError>| {
+            let io_error = match &result {
+                Err(Error::Store(e)) if needs_reopen(e) => Some(e.clone()),
+                _ => None,
+            };
+            let complete: Completion = Box::new(move |commit_error: Option<&StoreError>| {
                 let result = match (result, commit_error) {
                     (Ok(_), Some(e)) => Err(Error::Store(e.clone())),
+                    // The batch's I/O error, named with the store's file, answers for all.
+                    (Err(Error::Store(own)), Some(e)) if needs_reopen(&own) => {
+                        Err(Error::Store(e.clone()))
+                    }
                     (r, _) => r,
                 };
                 let _ = reply_tx.send(result);
-            })
+            });
+            (complete, io_error)
         });
         if self.closed.load(Ordering::Acquire) {
             return Err(Error::Closed);
@@ -236,12 +245,39 @@ impl Store {
             let mut id_floor = writes.id_floor;
             drop(writes);
             let leadership = Leadership(self);
-            run_batch(&self.db, batch, &mut id_floor);
+            self.commit_batch(batch, &mut id_floor);
             std::mem::forget(leadership);
             writes = self.writes.lock().expect("writes lock poisoned");
             writes.id_floor = id_floor;
             writes.leader = false;
             self.batch_done.notify_all();
+        }
+    }
+
+    /// Commits `batch` and answers its callers; reopens the database when an I/O error left
+    /// it unusable, so that the next batch can commit once the disk has room again. Runs
+    /// while this caller leads, so no other batch uses the database meanwhile.
+    fn commit_batch(&self, batch: Vec<Job>, id_floor: &mut u64) {
+        let (generation, db) = match self.db.current() {
+            Ok(current) => current,
+            Err(e) => {
+                let reason = match e {
+                    Error::Store(e) => e,
+                    other => StoreError::Bug {
+                        context: "opening the metadata store".to_owned(),
+                        detail: other.to_string(),
+                    },
+                };
+                for job in batch {
+                    job(Err(&reason)).0(None);
+                }
+                return;
+            }
+        };
+        let failed = run_batch(&db, &self.path, batch, id_floor);
+        drop(db);
+        if failed {
+            self.db.reopen(generation);
         }
     }
 
@@ -272,22 +308,35 @@ fn newer_schema(path: &Path, version: u64) -> Error {
     })
 }
 
-fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
+/// Runs `batch` in one transaction and commits it, answering every caller. Returns whether
+/// an I/O error left the database unusable (redb then refuses every later operation).
+fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) -> bool {
+    // What the callers are told when the file failed: what ran out (or broke), and where.
+    let at_file = |e: StoreError| match e {
+        StoreError::Io { context, source } => StoreError::Io {
+            context: format!("{context} in {}", path.display()),
+            source,
+        },
+        other => other,
+    };
     let txn = match db.begin_write() {
         Ok(txn) => txn,
         Err(e) => {
-            let reason = from_redb("starting write transaction", e);
+            let reason = at_file(from_redb("starting write transaction", e));
             for job in batch {
-                job(Err(&reason))(None);
+                job(Err(&reason)).0(None);
             }
-            return;
+            return needs_reopen(&reason);
         }
     };
     let mut completions = Vec::with_capacity(batch.len());
+    let mut io_error = None;
     let poisoned = match WriteTx::open(&txn, *id_floor) {
         Ok(mut tx) => {
             for job in batch {
-                completions.push(job(Ok(&mut tx)));
+                let (complete, error) = job(Ok(&mut tx));
+                completions.push(complete);
+                io_error = io_error.or(error);
             }
             *id_floor = tx.id_floor();
             tx.poisoned()
@@ -301,22 +350,35 @@ fn run_batch(db: &Database, batch: Vec<Job>, id_floor: &mut u64) {
                 },
             };
             for job in batch {
-                completions.push(job(Err(&reason)));
+                let (complete, error) = job(Err(&reason));
+                completions.push(complete);
+                io_error = io_error.or(error);
             }
             false
         }
     };
     crash::point("meta-before-commit");
     let outcome = if poisoned {
-        let _ = txn.abort();
-        Err(StoreError::RolledBack)
+        txn.abort()
+            .map_err(|e| from_redb("rolling back metadata", e))
+            .and(Err(StoreError::RolledBack))
     } else {
         txn.commit()
             .map_err(|e| from_redb("committing metadata", e))
     };
     crash::point("meta-after-commit");
-    let error = outcome.err();
+    let error = match outcome {
+        Ok(()) => None,
+        // An operation's I/O error (a full disk met while a table grew) explains the
+        // refused commit or rollback that follows it, for every caller in the batch.
+        Err(e) => Some(at_file(match io_error {
+            Some(io) if !matches!(e, StoreError::Io { .. }) => io,
+            _ => e,
+        })),
+    };
+    let failed = error.as_ref().is_some_and(needs_reopen);
     for complete in completions {
         complete(error.as_ref());
     }
+    failed
 }

@@ -1,0 +1,168 @@
+//! The store on a failing disk, through the fault seam of `strata_meta::faults` (feature
+//! `testing`): a full disk, and a failure of each system call of a write in turn. What is
+//! protected: a failed write changes nothing and says what ran out and where, reads keep
+//! answering, and writes work again without reopening the store by hand (redb refuses every
+//! operation after one failed I/O until its database is reopened; issue 15).
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use strata_core::snapshot::Labels;
+use strata_core::{Ctx, Error, Filter, Kind};
+use strata_meta::Store;
+use strata_meta::faults::{Faults, FileCall};
+
+const EIO: i32 = 5;
+
+fn create(store: &Store, key: &str, label_bytes: usize) -> Result<(), Error> {
+    let key = key.to_owned();
+    store.write(&Ctx::background(), move |tx| {
+        let plan = tx.plan_create(Kind::Active, &key, "")?;
+        let labels: Labels = [("big".to_owned(), "x".repeat(label_bytes))].into();
+        tx.create(plan, labels).map(|_| ())
+    })
+}
+
+fn remove(store: &Store, key: &str) -> Result<(), Error> {
+    let key = key.to_owned();
+    store.write(&Ctx::background(), move |tx| tx.remove(&key).map(|_| ()))
+}
+
+fn keys(store: &Store) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    store
+        .read(&Ctx::background(), |tx| {
+            tx.walk(&Filter::always(), &mut |info| {
+                keys.insert(info.name);
+                Ok(())
+            })
+        })
+        .expect("reads keep answering");
+    keys
+}
+
+fn open_faulty(path: &Path) -> (Faults, Store) {
+    let faults = Faults::default();
+    let store = Store::open_with_faults(path, faults.clone()).unwrap();
+    (faults, store)
+}
+
+/// A full disk: the write that must grow the file fails as out of space, naming the
+/// metadata file, and changes nothing; reads keep answering; once space returns, writes
+/// succeed on the same store; everything acknowledged is in the file when it is opened
+/// afresh.
+#[test]
+fn full_disk_then_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.redb");
+    let (faults, store) = open_faulty(&path);
+    let mut model = BTreeSet::new();
+    for i in 0..10 {
+        create(&store, &format!("before-{i}"), 100).unwrap();
+        model.insert(format!("before-{i}"));
+    }
+
+    faults.fill(&path);
+    let mut refused = None;
+    for i in 0..10_000 {
+        let key = format!("grow-{i}");
+        match create(&store, &key, 4000) {
+            Ok(()) => {
+                model.insert(key);
+            }
+            Err(e) => {
+                refused = Some((key, e));
+                break;
+            }
+        }
+    }
+    let (key, error) = refused.expect("the file must grow past the full disk");
+    assert!(error.is_out_of_space(), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains(&path.display().to_string()) && message.contains("No space left"),
+        "names what ran out and where: {message}"
+    );
+    assert_eq!(keys(&store), model, "the refused write changed nothing");
+
+    // Still full: the same answer, not "previous I/O error".
+    let again = create(&store, &key, 4000).unwrap_err();
+    assert!(again.is_out_of_space(), "{again:?}");
+    assert_eq!(keys(&store), model);
+    // A removal needs new pages too (redb copies on write): it may or may not fit in the
+    // pages the file already has, and either way it is all or nothing.
+    match remove(&store, "before-0") {
+        Ok(()) => {
+            model.remove("before-0");
+        }
+        Err(e) => assert!(e.is_out_of_space(), "{e:?}"),
+    }
+    assert_eq!(keys(&store), model);
+
+    faults.clear();
+    create(&store, &key, 4000).expect("writes work again once space returns");
+    model.insert(key);
+    assert_eq!(keys(&store), model);
+    drop(store);
+
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        keys(&store),
+        model,
+        "nothing acknowledged lost, nothing removed back"
+    );
+}
+
+/// Each `pwrite` and `ftruncate` of a Create, a Remove, failing in turn with
+/// EIO: the operation fails, the store's content equals the model (the operation did not
+/// happen), the next operation succeeds on the same store, and the file opened afresh holds
+/// the model.
+#[test]
+fn each_failing_call_of_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.redb");
+    let (faults, store) = open_faulty(&path);
+    let mut model = BTreeSet::new();
+    let mut seq = 0;
+    let mut cases = 0;
+    for op in ["create", "remove"] {
+        for call in [FileCall::Write, FileCall::SetLen] {
+            for n in 1.. {
+                // A key to remove, made before the fault is armed.
+                seq += 1;
+                let key = format!("{op}-{call:?}-{n}-{seq}");
+                if op == "remove" {
+                    create(&store, &key, 64).unwrap();
+                    model.insert(key.clone());
+                }
+                faults.fail_nth(call, n, EIO);
+                let result = match op {
+                    "create" => create(&store, &key, 2000),
+                    _ => remove(&store, &key),
+                };
+                if faults.pending() {
+                    // The operation made fewer than `n` such calls: all of them were tried.
+                    faults.clear();
+                    result.unwrap();
+                    match op {
+                        "create" => model.insert(key),
+                        _ => model.remove(&key),
+                    };
+                    assert_eq!(keys(&store), model);
+                    break;
+                }
+                cases += 1;
+                let error = result.expect_err("a failed call fails the operation");
+                assert!(
+                    error.to_string().contains(&path.display().to_string()),
+                    "{op}, {call:?} #{n}: {error}"
+                );
+                assert_eq!(keys(&store), model, "{op}, {call:?} #{n}: {error}");
+            }
+        }
+    }
+    assert!(cases >= 6, "only {cases} failures injected");
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(keys(&store), model);
+}
