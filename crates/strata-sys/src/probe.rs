@@ -8,21 +8,63 @@ use rustix::fs::{Dir, FileType};
 /// Whether the filesystem holding `dir` fills in `d_type` in directory entries. overlayfs
 /// needs it (xfs formatted with `ftype=0` lacks it), so the overlay backend refuses to start
 /// without it.
+///
+/// The entries already in `dir` answer without writing anything, which lets a daemon start
+/// on a full disk; only an empty `dir` (a first start) gets a scratch directory with a file in
+/// it, removed again, as are the scratch directories of a probe that died half-way.
 pub fn supports_d_type(dir: &Path) -> io::Result<bool> {
-    let probe = tempdir_in(dir, ".d_type-probe")?;
+    remove_stale_probes(dir, D_TYPE_PROBE);
+    if let Some(known) = d_type_of_entries(dir)? {
+        return Ok(known);
+    }
+    let probe = tempdir_in(dir, D_TYPE_PROBE)?;
     let result = (|| {
         std::fs::write(probe.join("file"), b"")?;
-        let fd = std::fs::File::open(&probe)?;
-        for entry in Dir::read_from(&fd)? {
-            let entry = entry?;
-            if entry.file_name().to_bytes() == b"file" {
-                return Ok(entry.file_type() != FileType::Unknown);
-            }
-        }
-        Ok(false)
+        Ok(d_type_of_entries(&probe)?.unwrap_or(false))
     })();
     let _ = std::fs::remove_dir_all(&probe);
     result
+}
+
+const D_TYPE_PROBE: &str = ".d_type-probe";
+const REFLINK_PROBE: &str = ".reflink-probe";
+
+/// Whether the entries of `dir` (other than `.` and `..`) carry their type: `None` when
+/// there are none. A filesystem fills `d_type` for every entry or for none.
+fn d_type_of_entries(dir: &Path) -> io::Result<Option<bool>> {
+    let fd = std::fs::File::open(dir)?;
+    for entry in Dir::read_from(&fd)? {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        return Ok(Some(entry.file_type() != FileType::Unknown));
+    }
+    Ok(None)
+}
+
+/// Removes the scratch directories `<prefix>-<pid>-<n>` in `parent` whose probing process
+/// is gone (it was killed half-way): a probe leaves nothing behind, even across a crash.
+fn remove_stale_probes(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.strip_prefix('-'))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Whether the overlay module has an `index` parameter, i.e. whether `index=off` is a valid
@@ -77,7 +119,8 @@ pub fn kernel_release() -> String {
 /// Whether the filesystem holding `dir` can share extents between files (`FICLONE`, as
 /// btrfs and xfs with `reflink=1` can): tries it on two fresh files in `dir`.
 pub fn supports_reflink(dir: &Path) -> io::Result<bool> {
-    let probe = tempdir_in(dir, ".reflink-probe")?;
+    remove_stale_probes(dir, REFLINK_PROBE);
+    let probe = tempdir_in(dir, REFLINK_PROBE)?;
     let result = (|| {
         let src_path = probe.join("src");
         std::fs::write(&src_path, [0x5a_u8; 4096])?;
@@ -168,6 +211,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(supports_d_type(dir.path()).unwrap());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// An existing entry answers without writing (so the probe works on a full disk), and
+    /// the scratch directory of a probe killed half-way is removed.
+    #[test]
+    fn d_type_reads_existing_entries_and_removes_stale_probes() {
+        let dir = tempfile::tempdir().unwrap();
+        // No process has pid 0x7fffffff (above pid_max).
+        let stale = dir.path().join(format!("{D_TYPE_PROBE}-2147483647-0"));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::write(stale.join("file"), b"").unwrap();
+        std::fs::write(dir.path().join("metadata.redb"), b"").unwrap();
+        assert!(supports_d_type(dir.path()).unwrap());
+        assert!(!stale.exists(), "a dead probe's directory is removed");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "{names:?}");
     }
 
     /// The reflink probe answers either way without leaving files behind.

@@ -1,5 +1,6 @@
-//! Test support (feature `testing`): a scratch btrfs filesystem on a loop device, for tests
-//! and benchmarks of the btrfs code on any machine, whatever filesystem holds `/tmp`.
+//! Test support (feature `testing`): a scratch filesystem (btrfs or ext4) on a loop device,
+//! for tests and benchmarks on any machine, whatever filesystem holds `/tmp`, and for tests
+//! that fill a disk.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,50 +9,90 @@ use std::process::Command;
 /// unmounted (which releases the loop device, `mount -o loop` sets autoclear) and deleted on
 /// drop, even when a test panics.
 #[derive(Debug)]
-pub struct LoopBtrfs {
-    dir: PathBuf,
-    mountpoint: PathBuf,
-}
+pub struct LoopBtrfs(LoopDisk);
 
 impl LoopBtrfs {
     /// Makes and mounts a btrfs of `size` bytes (at least 128 MiB: mkfs.btrfs refuses less
     /// than about 110 MiB). Panics with the reason when it cannot: not root, `mkfs.btrfs`
     /// missing (install btrfs-progs), no loop device.
     pub fn new(size: u64) -> LoopBtrfs {
+        LoopBtrfs(LoopDisk::new(Fs::Btrfs, size))
+    }
+
+    /// Where the filesystem is mounted.
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A filesystem [`LoopDisk`] can make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fs {
+    /// btrfs (at least 128 MiB).
+    Btrfs,
+    /// ext4 with a journal and no blocks reserved for root, so that a test's filler really
+    /// fills it for the daemon too.
+    Ext4,
+}
+
+/// A fresh filesystem in a sparse image file, loop-mounted on a temporary directory;
+/// unmounted (which releases the loop device) and deleted on drop, even when a test panics.
+#[derive(Debug)]
+pub struct LoopDisk {
+    dir: PathBuf,
+    mountpoint: PathBuf,
+}
+
+impl LoopDisk {
+    /// Makes and mounts a filesystem `fs` of `size` bytes (btrfs: at least 128 MiB). Panics
+    /// with the reason when it cannot: not root, the mkfs tool missing, no loop device.
+    pub fn new(fs: Fs, size: u64) -> LoopDisk {
         assert!(
             rustix::process::geteuid().is_root(),
-            "this test mounts a btrfs loop device and needs root: run it as root (scripts/test does)"
+            "this test mounts a loop device and needs root: run it as root (scripts/test does)"
         );
         let base = std::env::var_os("STRATA_TEST_TMPDIR")
             .map(PathBuf::from)
             .unwrap_or_else(std::env::temp_dir);
         let dir = (0..1000)
-            .map(|n| base.join(format!("strata-btrfs-{}-{n}", std::process::id())))
+            .map(|n| base.join(format!("strata-loop-{}-{n}", std::process::id())))
             .find(|d| std::fs::create_dir(d).is_ok())
-            .expect("a scratch directory for the btrfs image");
-        let fs = LoopBtrfs {
+            .expect("a scratch directory for the image");
+        let disk = LoopDisk {
             mountpoint: dir.join("mnt"),
             dir,
         };
-        let image = fs.dir.join("btrfs.img");
-        let file = std::fs::File::create(&image).expect("creating the btrfs image");
-        file.set_len(size.max(128 << 20))
-            .expect("sizing the btrfs image");
+        let image = disk.dir.join("disk.img");
+        let file = std::fs::File::create(&image).expect("creating the image");
+        let size = match fs {
+            Fs::Btrfs => size.max(128 << 20),
+            Fs::Ext4 => size,
+        };
+        file.set_len(size).expect("sizing the image");
         drop(file);
-        run(
-            Command::new("mkfs.btrfs").arg("-q").arg(&image),
-            "mkfs.btrfs (install btrfs-progs)",
-        );
-        std::fs::create_dir(&fs.mountpoint).expect("creating the mount point");
+        match fs {
+            Fs::Btrfs => run(
+                Command::new("mkfs.btrfs").arg("-q").arg(&image),
+                "mkfs.btrfs (install btrfs-progs)",
+            ),
+            Fs::Ext4 => run(
+                Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-m", "0"])
+                    .args(["-E", "lazy_itable_init=0,lazy_journal_init=0"])
+                    .arg(&image),
+                "mkfs.ext4",
+            ),
+        }
+        std::fs::create_dir(&disk.mountpoint).expect("creating the mount point");
         run(
             Command::new("mount")
                 .arg("-o")
                 .arg("loop")
                 .arg(&image)
-                .arg(&fs.mountpoint),
+                .arg(&disk.mountpoint),
             "mount -o loop",
         );
-        fs
+        disk
     }
 
     /// Where the filesystem is mounted.
@@ -60,7 +101,7 @@ impl LoopBtrfs {
     }
 }
 
-impl Drop for LoopBtrfs {
+impl Drop for LoopDisk {
     fn drop(&mut self) {
         let mut unmounted = Command::new("umount")
             .arg(&self.mountpoint)
