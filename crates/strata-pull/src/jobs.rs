@@ -13,8 +13,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest as _, Sha256};
 use strata_core::snapshot::Labels;
-use strata_core::{Ctx, Kind, Mount, Snapshotter};
+use strata_core::{Ctx, Filter, Kind, Mount, Snapshotter};
 use strata_layer::Whiteouts;
 
 use crate::error::{PullError, Result};
@@ -34,9 +35,53 @@ pub const MANIFEST_DIGEST: &str = "containerd.io/snapshot/cri.manifest-digest";
 /// This layer's and the following layers' digests, comma-separated.
 pub const IMAGE_LAYERS: &str = "containerd.io/snapshot/cri.image-layers";
 
-/// The name Strata commits a pulled layer under: `<namespace>/pull/<chain ID>`.
-pub fn snapshot_name(namespace: &str, chain: &str) -> String {
-    format!("{namespace}/pull/{chain}")
+/// The name Strata commits layer `index` of `image` under, on `parent`.
+///
+/// Names are store-wide, shared by every containerd namespace. No namespace reaches a proxy
+/// snapshotter, so containerd's List by label and parent (`labels."containerd.io/snapshot.ref"
+/// ==<chain ID>,parent==<parent>`) sees every namespace's snapshots and binds the layer to
+/// the first match: with a copy per namespace, a second namespace's bottom layer (parent "")
+/// would be bound to the first namespace's copy, and each following layer, asked for on that
+/// copy, would exist in the second namespace's copy on another parent. One snapshot per chain
+/// ID and parent is what containerd expects; its garbage collector keeps a snapshot while any
+/// namespace refers to it.
+///
+/// A layer on its image's own chain (the bottom layer, or one on the layer Strata pulled
+/// below it) is `pull/<chain ID>`; on any other parent (a layer containerd unpacked itself
+/// after a fallback) `pull/<chain ID>/<sha256(parent), 16 hex digits>`, so no two snapshots
+/// with one chain ID share a parent. Pure.
+pub fn snapshot_name(image: &Image, index: usize, parent: &str) -> String {
+    let chain = &image.layers[index].chain_id;
+    let own = match index.checked_sub(1) {
+        None => String::new(),
+        Some(below) => format!("{PULLED}{}", image.layers[below].chain_id),
+    };
+    if parent == own {
+        format!("{PULLED}{chain}")
+    } else {
+        let hash = Sha256::digest(parent.as_bytes());
+        let short: String = hash[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{PULLED}{chain}/{short}")
+    }
+}
+
+/// The prefix of the snapshots Strata commits pulled layers under.
+pub const PULLED: &str = "pull/";
+/// The prefix of the active snapshots Strata applies pulled layers into.
+pub const EXTRACTING: &str = "pull-extract/";
+
+/// The active snapshot a layer committed as `name` is applied into. Pure.
+pub fn extraction_name(name: &str) -> String {
+    format!("{EXTRACTING}{}", name.strip_prefix(PULLED).unwrap_or(name))
+}
+
+/// Whether `key` is an extraction snapshot of the pull path: `pull-extract/…`, or an earlier
+/// release's per-namespace `<namespace>/pull-extract/…`. Pure.
+pub fn is_extraction(key: &str) -> bool {
+    key.starts_with(EXTRACTING)
+        || key
+            .split_once('/')
+            .is_some_and(|(_, rest)| rest.starts_with(EXTRACTING))
 }
 
 /// Where a layer goes: the directory the mounts of its extraction snapshot expose, and how
@@ -64,7 +109,6 @@ pub fn target_of(mounts: &[Mount]) -> Option<(PathBuf, Whiteouts)> {
 
 /// The outcome of a job, shared by everyone waiting on it.
 pub struct Job {
-    parent: String,
     result: Mutex<Option<Result<(), String>>>,
     done: Condvar,
 }
@@ -197,90 +241,76 @@ impl Puller {
         self: &Arc<Self>,
         backend: &Arc<dyn Snapshotter>,
         ctx: &Ctx,
-        key: &str,
         parent: &str,
         labels: &Labels,
         request: &LayerRequest,
     ) -> Result<()> {
-        let namespace = match key.split_once('/') {
-            Some((ns, _)) if !ns.is_empty() => ns,
-            _ => return Err(PullError::Labels(format!("no namespace in key {key:?}"))),
-        };
         let reference = Reference::parse(&request.image_ref)?;
         let image = self.image(&reference, &request.manifest)?;
         let index = image.position(&request.target, &request.layer)?;
         image.layers[index].compression()?;
-        for attempt in 0..2 {
-            let job = self.start(
+        let name = snapshot_name(&image, index, parent);
+        let job = self.start(
+            backend,
+            &reference,
+            &image,
+            index,
+            &name,
+            parent,
+            labels.clone(),
+        );
+        // The following layers, on the chain this one starts (or joins).
+        let mut below = name.clone();
+        for next in index + 1..image.layers.len() {
+            let listed = request
+                .layers
+                .iter()
+                .any(|l| *l == image.layers[next].digest.as_str());
+            if !listed || image.layers[next].compression().is_err() {
+                break;
+            }
+            let next_name = snapshot_name(&image, next, &below);
+            self.start(
                 backend,
-                namespace,
                 &reference,
                 &image,
-                index,
-                parent,
-                labels.clone(),
+                next,
+                &next_name,
+                &below,
+                Labels::new(),
             );
-            // The following layers, on the chain this one starts (or joins).
-            for next in index + 1..image.layers.len() {
-                let listed = request
-                    .layers
-                    .iter()
-                    .any(|l| *l == image.layers[next].digest.as_str());
-                if !listed {
-                    break;
-                }
-                let below = snapshot_name(namespace, image.layers[next - 1].chain_id.as_str());
-                self.start(
-                    backend,
-                    namespace,
-                    &reference,
-                    &image,
-                    next,
-                    &below,
-                    Labels::new(),
-                );
-            }
-            let result = job.wait(ctx);
-            let name = snapshot_name(namespace, &request.target);
-            match (result, backend.stat(ctx, &name)) {
-                (Ok(()), Ok(info)) if info.kind == Kind::Committed && info.parent == parent => {
-                    return Ok(());
-                }
-                (Ok(()), Ok(info)) => {
-                    return Err(PullError::Image(format!(
-                        "snapshot {name} exists on parent {:?}, not {parent:?}",
-                        info.parent
-                    )));
-                }
-                (Ok(()), Err(e)) => return Err(e.into()),
-                // A job started ahead on another parent failed: try once on ours.
-                (Err(_), _) if attempt == 0 && job.parent != parent => continue,
-                (Err(why), _) => return Err(PullError::Image(why)),
-            }
+            below = next_name;
         }
-        unreachable!("the loop returns")
+        job.wait(ctx).map_err(PullError::Image)?;
+        let info = backend.stat(ctx, &name)?;
+        if info.kind == Kind::Committed && info.parent == parent {
+            Ok(())
+        } else {
+            Err(PullError::Image(format!(
+                "snapshot {name} exists on parent {:?}, not {parent:?}",
+                info.parent
+            )))
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
     fn start(
         self: &Arc<Self>,
         backend: &Arc<dyn Snapshotter>,
-        namespace: &str,
         reference: &Reference,
         image: &Arc<Image>,
         index: usize,
+        name: &str,
         parent: &str,
         labels: Labels,
     ) -> Arc<Job> {
         let layer = &image.layers[index];
-        let name = snapshot_name(namespace, layer.chain_id.as_str());
         let mut jobs = self.jobs.lock().expect("jobs");
-        let job_key = (backend.name().to_owned(), name.clone());
+        let job_key = (backend.name().to_owned(), name.to_owned());
         if let Some(job) = jobs.get(&job_key) {
             return Arc::clone(job);
         }
         let job = Arc::new(Job {
-            parent: parent.to_owned(),
             result: Mutex::new(None),
             done: Condvar::new(),
         });
@@ -297,8 +327,8 @@ impl Puller {
             reference: reference.clone(),
             image: Arc::clone(image),
             index,
-            extract: format!("{namespace}/pull-extract/{}", layer.chain_id),
-            name,
+            extract: extraction_name(name),
+            name: name.to_owned(),
             parent: parent.to_owned(),
             labels,
             parent_job,
@@ -442,6 +472,39 @@ impl Puller {
         }
     }
 
+    /// Removes the extraction snapshots (`pull-extract/…`) of `backend` that no job is
+    /// applying a layer into: what a crash or a kill left half-built. Returns how many it
+    /// removed; one that cannot be removed is logged and left for the next sweep.
+    pub fn sweep(&self, backend: &Arc<dyn Snapshotter>, ctx: &Ctx) -> strata_core::Result<usize> {
+        let mut found = Vec::new();
+        backend.walk(ctx, &Filter::always(), &mut |info| {
+            if info.kind == Kind::Active && is_extraction(&info.name) {
+                found.push(info.name);
+            }
+            Ok(())
+        })?;
+        // Held while removing, so no job starts on one of these meanwhile.
+        let jobs = self.jobs.lock().expect("jobs");
+        let mut removed = 0;
+        for key in found {
+            let busy = jobs
+                .keys()
+                .any(|(b, name)| b == backend.name() && extraction_name(name) == key);
+            if busy {
+                continue;
+            }
+            match backend.remove(ctx, &key) {
+                Ok(()) => {
+                    tracing::info!(%key, "removed a half-built pulled layer");
+                    removed += 1;
+                }
+                Err(strata_core::Error::NotFound { .. }) => {}
+                Err(e) => tracing::warn!(%key, error = %e, "removing a half-built pulled layer"),
+            }
+        }
+        Ok(removed)
+    }
+
     fn reserve(&self, bytes: u64) -> bool {
         let mut used = self.memory.lock().expect("memory");
         if *used + bytes <= self.registry.config().prefetch_memory_bytes {
@@ -519,6 +582,39 @@ mod tests {
         assert!(target_of(&[mount("bind", "/s", &["ro", "rbind"])]).is_none());
         assert!(target_of(&[mount("overlay", "overlay", &["lowerdir=/a"])]).is_none());
         assert!(target_of(&[]).is_none());
+    }
+
+    /// A layer on its image's own chain is `pull/<chain>` in every namespace; on another
+    /// parent the name carries the parent's hash, so one parent never holds two snapshots
+    /// with one chain ID. Extractions mirror the names and are recognised, old ones too.
+    #[test]
+    fn names() {
+        let d = |c: char| {
+            strata_layer::Digest::parse(&format!("sha256:{}", c.to_string().repeat(64))).unwrap()
+        };
+        let layer = |chain: char| crate::image::Layer {
+            digest: d('0'),
+            size: 1,
+            media_type: String::new(),
+            diff_id: d(chain),
+            chain_id: d(chain),
+        };
+        let image = Image {
+            layers: vec![layer('a'), layer('b')],
+        };
+        let a = format!("pull/{}", d('a'));
+        assert_eq!(snapshot_name(&image, 0, ""), a);
+        assert_eq!(snapshot_name(&image, 1, &a), format!("pull/{}", d('b')));
+        let other = snapshot_name(&image, 1, "ns/7/sha256:aa");
+        assert!(other.starts_with(&format!("pull/{}/", d('b'))), "{other}");
+        assert_ne!(other, snapshot_name(&image, 1, "ns2/7/sha256:aa"));
+        assert_eq!(other, snapshot_name(&image, 1, "ns/7/sha256:aa"));
+        assert_ne!(snapshot_name(&image, 0, "x"), a);
+        assert_eq!(extraction_name(&a), format!("pull-extract/{}", d('a')));
+        assert!(is_extraction(&extraction_name(&other)));
+        assert!(is_extraction("default/pull-extract/sha256:aa"));
+        assert!(!is_extraction(&a));
+        assert!(!is_extraction("default/3/extract-1-sha256:aa"));
     }
 
     /// Only Prepares carrying all remote-snapshot labels are pull requests.

@@ -22,6 +22,12 @@ impl Remote {
     pub fn new(inner: Arc<dyn Snapshotter>, puller: Arc<Puller>) -> Remote {
         Remote { inner, puller }
     }
+
+    /// Removes what a crash left of layers being pulled (see [`Puller::sweep`]); the daemon
+    /// calls it on start, and every Cleanup does.
+    pub fn sweep(&self, ctx: &Ctx) -> Result<usize> {
+        self.puller.sweep(&self.inner, ctx)
+    }
 }
 
 impl Snapshotter for Remote {
@@ -57,7 +63,7 @@ impl Snapshotter for Remote {
         if let Some(request) = LayerRequest::from_labels(&labels) {
             match self
                 .puller
-                .pull(&self.inner, ctx, key, parent, &labels, &request)
+                .pull(&self.inner, ctx, parent, &labels, &request)
             {
                 Ok(()) => {
                     return Err(Error::AlreadyExists {
@@ -111,7 +117,9 @@ impl Snapshotter for Remote {
         self.inner.census(ctx)
     }
 
+    /// Removes half-built pulled layers first, so their directories go with this Cleanup.
     fn cleanup(&self, ctx: &Ctx) -> Result<CleanupReport> {
+        self.sweep(ctx)?;
         self.inner.cleanup(ctx)
     }
 

@@ -91,7 +91,14 @@ pub fn with_pull(
     );
     Ok(backends
         .into_iter()
-        .map(|b| Arc::new(strata_pull::Remote::new(b, Arc::clone(&puller))) as Arc<dyn Snapshotter>)
+        .map(|b| {
+            let remote = strata_pull::Remote::new(b, Arc::clone(&puller));
+            // Layers a previous run was pulling when it stopped are half-built: drop them.
+            if let Err(e) = remote.sweep(&strata_core::Ctx::background()) {
+                tracing::warn!(backend = remote.name(), error = %e, "removing half-built pulled layers");
+            }
+            Arc::new(remote) as Arc<dyn Snapshotter>
+        })
         .collect())
 }
 
