@@ -61,6 +61,12 @@ struct Plan {
     full_from: Option<u64>,
 }
 
+impl Plan {
+    /// Fills the disk of a copy-on-write filesystem (btrfs): every write fails, even one
+    /// over existing data, which needs a new block there.
+    const ALL_WRITES: u64 = 0;
+}
+
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let plan = self.plan.lock().expect("faults");
@@ -104,6 +110,12 @@ impl Faults {
             .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
             .len();
         self.plan.lock().expect("faults").full_from = Some(len);
+    }
+
+    /// Fills the disk as a copy-on-write filesystem (btrfs) is full: every write to the
+    /// metadata file fails with ENOSPC, an overwrite too.
+    pub fn fill_copy_on_write(&self) {
+        self.plan.lock().expect("faults").full_from = Some(Plan::ALL_WRITES);
     }
 
     /// Frees the disk again, and cancels a pending [`Faults::fail_nth`].

@@ -7,15 +7,23 @@
 //! daemon restart, so the store closes the failed handle and opens the file again: redb then
 //! recovers it from its last durable commit, as after a crash, and writes work again as soon
 //! as the disk has room.
+//!
+//! Opening for writing writes the file's header, which a full copy-on-write filesystem
+//! (btrfs) refuses: the store then opens the file for reading only (over a
+//! [`MemoryOverlay`], since the file may need a recovery that redb's own read-only open
+//! refuses), so that reads keep answering, and refuses writes with that error until an open
+//! for writing succeeds (each write tries).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redb::{Database, DatabaseError};
+use redb::backends::FileBackend;
+use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase};
 use strata_core::{Error, Result, StoreError};
 
 use crate::errors::from_redb;
+use crate::overlay::MemoryOverlay;
 
 /// redb's page cache. 100,000 snapshots take about 40 MiB of store; the hot part (the
 /// records of live snapshots and the indexes' upper levels) fits well within this, and the
@@ -37,7 +45,34 @@ pub(crate) struct Handle {
 /// reopen failed (the disk may still be full or failing): the next caller tries again.
 struct Slot {
     generation: u64,
-    db: Option<Arc<Database>>,
+    db: Option<Arc<Db>>,
+}
+
+/// An open database.
+pub(crate) enum Db {
+    /// Open for reading and writing.
+    Writable(Database),
+    /// Open for reading only, because opening it for writing failed for want of space:
+    /// writes are answered with `why` until a reopen for writing succeeds. Opened over a
+    /// [`MemoryOverlay`], so that nothing it does reaches the file.
+    ReadOnly {
+        /// The database.
+        db: Database,
+        /// Why it could not be opened for writing.
+        why: StoreError,
+    },
+}
+
+impl Db {
+    /// Begins a read transaction.
+    pub(crate) fn begin_read(
+        &self,
+    ) -> std::result::Result<ReadTransaction, redb::TransactionError> {
+        match self {
+            Db::Writable(db) => db.begin_read(),
+            Db::ReadOnly { db, .. } => db.begin_read(),
+        }
+    }
 }
 
 /// What the database's file is read and written through.
@@ -67,7 +102,7 @@ impl Handle {
     /// The current database and its generation (to name it in [`Handle::reopen`]). Opens
     /// it first if the last reopen failed. Hold the database only briefly — to begin a
     /// transaction, or for one batch — since a reopen waits for every holder to let go.
-    pub(crate) fn current(&self) -> Result<(u64, Arc<Database>)> {
+    pub(crate) fn current(&self) -> Result<(u64, Arc<Db>)> {
         let mut slot = self.slot.lock().expect("database slot poisoned");
         if slot.db.is_none() {
             let db = open_database(&self.path, &self.source)?;
@@ -78,8 +113,9 @@ impl Handle {
         Ok((slot.generation, db))
     }
 
-    /// Closes the database of `generation`, which an I/O error left unusable, and opens the
-    /// file again. Does nothing if that database was already replaced. Read transactions
+    /// Closes the database of `generation`, which an I/O error left unusable (or which is
+    /// open read-only), and opens the file again. Does nothing if that database was already
+    /// replaced. Read transactions
     /// still open on the old database fail from then on (they were failing already for any
     /// page not in its cache). The caller must not hold the old database.
     pub(crate) fn reopen(&self, generation: u64) {
@@ -113,7 +149,7 @@ impl Handle {
         slot.generation += 1;
         match open_database(&self.path, &self.source) {
             Ok(db) => {
-                tracing::warn!(path = %self.path.display(), "metadata store reopened after an I/O error");
+                tracing::warn!(path = %self.path.display(), "metadata store reopened");
                 slot.db = Some(Arc::new(db));
             }
             Err(e) => {
@@ -123,8 +159,65 @@ impl Handle {
     }
 }
 
-/// Opens (creating if absent) the database at `path` through `source`.
-fn open_database(path: &Path, source: &Source) -> Result<Database> {
+/// Opens (creating if absent) the database at `path` through `source`; for reading only if
+/// the disk is too full to open it for writing.
+fn open_database(path: &Path, source: &Source) -> Result<Db> {
+    match open_writable(path, source) {
+        Ok(db) => Ok(Db::Writable(db)),
+        Err(Error::Store(why)) if is_out_of_space(&why) => match open_in_memory(path, source) {
+            Ok(db) => {
+                tracing::warn!(path = %path.display(), error = %why, "metadata store open for reading only: the disk is full");
+                let why = match why {
+                    StoreError::Io { source, .. } => StoreError::Io {
+                        context: format!(
+                            "opening {} for writing (open for reading only meanwhile)",
+                            path.display()
+                        ),
+                        source,
+                    },
+                    other => other,
+                };
+                Ok(Db::ReadOnly { db, why })
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "metadata store cannot be opened even for reading");
+                Err(Error::Store(why))
+            }
+        },
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens the database at `path` with every write kept in memory (see [`MemoryOverlay`]):
+/// redb recovers a file that needs it without writing to the disk.
+fn open_in_memory(path: &Path, source: &Source) -> std::result::Result<Database, DatabaseError> {
+    let mut builder = Database::builder();
+    builder.set_cache_size(CACHE_BYTES);
+    let file = || {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+    };
+    match source {
+        Source::File => {
+            let backend = FileBackend::new(file()?)?;
+            builder.create_with_backend(MemoryOverlay::new(backend)?)
+        }
+        #[cfg(feature = "testing")]
+        Source::Faulty(faults) => {
+            builder.create_with_backend(MemoryOverlay::new(faults.backend(path)?)?)
+        }
+    }
+}
+
+fn is_out_of_space(e: &StoreError) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    matches!(e.io_kind(), Some(StorageFull | QuotaExceeded))
+}
+
+/// Opens (creating if absent) the database at `path` through `source`, for writing.
+fn open_writable(path: &Path, source: &Source) -> Result<Database> {
     let mut builder = Database::builder();
     builder.set_cache_size(CACHE_BYTES);
     let opened = match source {

@@ -14,6 +14,7 @@ mod errors;
 #[cfg(feature = "testing")]
 pub mod faults;
 mod handle;
+mod overlay;
 mod store;
 mod tables;
 mod tx;

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
-use redb::{Database, ReadableDatabase, ReadableTable};
+use redb::{Database, ReadableTable};
 use strata_core::{Ctx, Error, Result, StoreError, crash};
 
 use crate::errors::{StoreContext, from_redb};
-use crate::handle::{Handle, Source, needs_reopen};
+use crate::handle::{Db, Handle, Source, needs_reopen};
 use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
 use crate::tx::{ReadTx, WriteTx};
 
@@ -79,7 +79,10 @@ impl Store {
         let handle = Handle::open(path, source)?;
         let (_, db) = handle.current()?;
         if !Store::initialised(&db, path)? {
-            Store::initialise(&db, path)?;
+            match &*db {
+                Db::Writable(database) => Store::initialise(database, path)?,
+                Db::ReadOnly { why, .. } => return Err(Error::Store(why.clone())),
+            }
         }
 
         drop(db);
@@ -94,7 +97,7 @@ impl Store {
 
     /// Whether the store already has its tables and this build's schema version: then
     /// opening it writes nothing (a clean start or an offline `fsck` leave the file as is).
-    fn initialised(db: &Database, path: &Path) -> Result<bool> {
+    fn initialised(db: &Db, path: &Path) -> Result<bool> {
         let txn = db.begin_read().store("starting read transaction")?;
         let meta = match txn.open_table(META) {
             Ok(meta) => meta,
@@ -258,26 +261,35 @@ impl Store {
     /// it unusable, so that the next batch can commit once the disk has room again. Runs
     /// while this caller leads, so no other batch uses the database meanwhile.
     fn commit_batch(&self, batch: Vec<Job>, id_floor: &mut u64) {
-        let (generation, db) = match self.db.current() {
-            Ok(current) => current,
-            Err(e) => {
-                let reason = match e {
-                    Error::Store(e) => e,
-                    other => StoreError::Bug {
-                        context: "opening the metadata store".to_owned(),
-                        detail: other.to_string(),
-                    },
-                };
-                for job in batch {
-                    job(Err(&reason)).0(None);
-                }
-                return;
+        let writable = self.db.current().and_then(|(generation, db)| match &*db {
+            Db::Writable(_) => Ok((generation, db)),
+            // Opened read-only on a full disk: try for writing again, space may be back.
+            Db::ReadOnly { .. } => {
+                drop(db);
+                self.db.reopen(generation);
+                self.db.current()
             }
+        });
+        let reason = match writable {
+            Ok((generation, db)) => match &*db {
+                Db::Writable(database) => {
+                    let failed = run_batch(database, &self.path, batch, id_floor);
+                    drop(db);
+                    if failed {
+                        self.db.reopen(generation);
+                    }
+                    return;
+                }
+                Db::ReadOnly { why, .. } => why.clone(),
+            },
+            Err(Error::Store(e)) => e,
+            Err(other) => StoreError::Bug {
+                context: "opening the metadata store".to_owned(),
+                detail: other.to_string(),
+            },
         };
-        let failed = run_batch(&db, &self.path, batch, id_floor);
-        drop(db);
-        if failed {
-            self.db.reopen(generation);
+        for job in batch {
+            job(Err(&reason)).0(None);
         }
     }
 

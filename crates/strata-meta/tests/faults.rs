@@ -166,3 +166,65 @@ fn each_failing_call_of_a_write() {
     let store = Store::open(&path).unwrap();
     assert_eq!(keys(&store), model);
 }
+
+/// A store opened on a full copy-on-write disk (btrfs refuses even the header write an open
+/// for writing makes) opens read-only: reads answer, writes are out of space and change
+/// nothing, and once space returns the next write reopens it for writing and succeeds.
+#[test]
+fn opens_read_only_on_a_full_copy_on_write_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.redb");
+    let (faults, store) = open_faulty(&path);
+    create(&store, "a", 10).unwrap();
+    drop(store);
+
+    faults.fill_copy_on_write();
+    let store = Store::open_with_faults(&path, faults.clone()).expect("opens read-only");
+    assert_eq!(keys(&store), BTreeSet::from(["a".to_owned()]));
+    let error = create(&store, "b", 10).unwrap_err();
+    assert!(error.is_out_of_space(), "{error:?}");
+    assert!(
+        error.to_string().contains(&path.display().to_string()),
+        "{error}"
+    );
+    assert_eq!(keys(&store), BTreeSet::from(["a".to_owned()]));
+
+    faults.clear();
+    create(&store, "b", 10).expect("writes once space returns");
+    assert_eq!(
+        keys(&store),
+        BTreeSet::from(["a".to_owned(), "b".to_owned()])
+    );
+}
+
+/// A commit that meets a full copy-on-write disk leaves a file that needs recovery (redb
+/// closes a failed database without writing), which redb's read-only open refuses and an
+/// open for writing cannot do on that disk: the store still reads it (recovered in memory),
+/// and writes again once space returns.
+#[test]
+fn reads_after_a_failed_commit_on_a_full_copy_on_write_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("metadata.redb");
+    let (faults, store) = open_faulty(&path);
+    create(&store, "a", 10).unwrap();
+    faults.fill_copy_on_write();
+    let error = create(&store, "b", 10).unwrap_err();
+    assert!(error.is_out_of_space(), "{error:?}");
+    assert_eq!(keys(&store), BTreeSet::from(["a".to_owned()]));
+    let error = remove(&store, "a").unwrap_err();
+    assert!(error.is_out_of_space(), "{error:?}");
+    assert_eq!(keys(&store), BTreeSet::from(["a".to_owned()]));
+
+    faults.clear();
+    create(&store, "b", 10).expect("writes once space returns");
+    assert_eq!(
+        keys(&store),
+        BTreeSet::from(["a".to_owned(), "b".to_owned()])
+    );
+    drop(store);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(
+        keys(&store),
+        BTreeSet::from(["a".to_owned(), "b".to_owned()])
+    );
+}

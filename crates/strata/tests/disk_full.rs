@@ -43,6 +43,13 @@ fn is_full(e: &std::io::Error) -> bool {
     e.kind() == std::io::ErrorKind::StorageFull || e.kind() == std::io::ErrorKind::QuotaExceeded
 }
 
+/// 64 KiB of labels: what makes the metadata grow fast.
+fn big_labels() -> strata_core::snapshot::Labels {
+    (0..16)
+        .map(|i| (format!("big{i}"), "x".repeat(4000)))
+        .collect()
+}
+
 /// The snapshots the daemon lists, by name.
 async fn listed(c: &Client) -> BTreeSet<String> {
     names(c, &[]).await.into_iter().collect()
@@ -184,8 +191,8 @@ async fn full_disk_story(fs: Fs, size: u64, backend: &str) {
     let mut refused = false;
     for i in 0..2000 {
         let key: &'static str = Box::leak(format!("m{i}").into_boxed_str());
-        let grow = c.prepare(key, "", labels(&[("big", &big)]));
-        if !full_write(&d, &c, m, "prepare with a big label", add(key), grow).await {
+        let grow = c.prepare(key, "", big_labels());
+        if !full_write(&d, &c, m, "prepare with big labels", add(key), grow).await {
             refused = true;
             break;
         }
@@ -200,16 +207,35 @@ async fn full_disk_story(fs: Fs, size: u64, backend: &str) {
         d.snapshot_dirs().len() < before.len(),
         "Cleanup freed nothing"
     );
+    if fs == Fs::Btrfs {
+        // btrfs frees a deleted subvolume's blocks in the background (the cleaner), and
+        // counts them free at the next transaction commit.
+        // Committing the transaction first wakes the cleaner, rather than waiting for the
+        // next periodic commit (30 s).
+        let steps = [
+            ["filesystem", "sync"],
+            ["subvolume", "sync"],
+            ["filesystem", "sync"],
+        ];
+        for args in steps {
+            let synced = std::process::Command::new("btrfs")
+                .args(args)
+                .arg(disk.path())
+                .status()
+                .unwrap();
+            assert!(synced.success(), "btrfs {args:?}");
+        }
+    }
     let mut grown = 0;
     for i in 0..20_000 {
         let key: &'static str = Box::leak(format!("n{i}").into_boxed_str());
-        let grow = c.prepare(key, "", labels(&[("big", &big)]));
+        let grow = c.prepare(key, "", big_labels());
         if !full_write(&d, &c, m, "metadata growth", add(key), grow).await {
             break;
         }
         grown += 1;
     }
-    eprintln!("{grown} snapshots with big labels fitted in the space Cleanup freed");
+    eprintln!("{grown} snapshots with 64 KiB of labels fitted in the space Cleanup freed");
     assert!(grown > 0, "nothing fitted in the space Cleanup freed");
     assert_eq!(listed(&c).await, *m);
 
@@ -242,4 +268,11 @@ async fn ext4_native() {
 #[tokio::test(flavor = "multi_thread")]
 async fn ext4_overlay() {
     full_disk_story(Fs::Ext4, 64 << 20, "overlay").await;
+}
+
+/// btrfs, btrfs backend (a Prepare snapshots a subvolume; copy-on-write, so even the header
+/// write of an open for writing needs a new block: the store opens read-only).
+#[tokio::test(flavor = "multi_thread")]
+async fn btrfs_btrfs() {
+    full_disk_story(Fs::Btrfs, 256 << 20, "btrfs").await;
 }
