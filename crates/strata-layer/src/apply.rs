@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use strata_sys::beneath::{self, Dir, Special, Tree, split_entry};
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::Digest;
 use crate::entries::{self, Header, Kind};
 use crate::error::{LayerError, Result};
 use crate::media::Compression;
@@ -76,9 +76,8 @@ pub fn apply(
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Applied> {
     let mut writer = Writer::open(root, whiteouts)?;
-    let stream = Decompressed::start(source, compression)?;
-    let mut tar = HashingReader::new(stream);
-    let walked = entries::for_each(&mut tar, |header, data| {
+    let mut stream = Decompressed::start(source, compression)?;
+    let walked = entries::for_each(&mut stream, |header, data| {
         if cancelled() {
             return Err(LayerError::Cancelled);
         }
@@ -87,29 +86,23 @@ pub fn apply(
     if let Err(e) = walked {
         // A stream that ended early because its producer failed explains the failure better
         // than the tar parser's "unexpected end".
-        let (stream, _, _) = tar.into_parts();
         return Err(stream.failure().unwrap_or(e));
     }
-    tar.drain().map_err(|e| LayerError::Corrupt {
-        entry: None,
-        source: e,
-    })?;
-    let (stream, diff_id, size) = tar.into_parts();
-    let (compressed, compressed_size) = stream.finish()?;
+    let digests = stream.finish()?;
     if let Some(expected) = expected
-        && *expected != compressed
+        && *expected != digests.compressed
     {
         return Err(LayerError::DigestMismatch {
             expected: expected.to_string(),
-            actual: compressed.to_string(),
+            actual: digests.compressed.to_string(),
         });
     }
     writer.finish()?;
     Ok(Applied {
-        diff_id,
-        size,
-        compressed,
-        compressed_size,
+        diff_id: digests.diff_id,
+        size: digests.size,
+        compressed: digests.compressed,
+        compressed_size: digests.compressed_size,
         entries: writer.entries,
     })
 }

@@ -1,14 +1,16 @@
 //! The decompression half of an apply, on its own thread: it reads the layer's content,
-//! hashes it (the compressed digest the descriptor names) and decompresses it, while the
-//! caller's thread parses the tar stream and writes files. On two cores this overlaps the
-//! two costliest steps; a bounded channel keeps memory flat.
+//! hashes it (the compressed digest the descriptor names), decompresses it and hashes what
+//! it produced (the diffID), while the caller's thread parses the tar stream and writes
+//! files. On two cores this overlaps the CPU-bound steps with the system calls; a bounded
+//! channel keeps memory flat, and chunks go back to the producer to be refilled rather than
+//! allocated and zeroed again.
 
 use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::digest::{Digest, HashingReader};
+use crate::digest::{Digest, Hasher, HashingReader};
 use crate::error::LayerError;
 use crate::media::Compression;
 
@@ -17,12 +19,26 @@ const CHUNK: usize = 256 << 10;
 /// Chunks in flight: 4 MiB of decompressed data at most.
 const DEPTH: usize = 16;
 
+/// What the decompressing thread measured once the stream is read to its end.
+pub(crate) struct Digests {
+    /// Digest of the content as read: the blob's digest.
+    pub(crate) compressed: Digest,
+    /// Bytes of content read.
+    pub(crate) compressed_size: u64,
+    /// Digest of the uncompressed stream, trailing data included: the layer's diffID.
+    pub(crate) diff_id: Digest,
+    /// Bytes of the uncompressed stream.
+    pub(crate) size: u64,
+}
+
 /// The uncompressed stream of a layer, produced by a decompressing thread.
 pub(crate) struct Decompressed {
     rx: Receiver<Vec<u8>>,
+    /// Read chunks handed back to the producer for reuse.
+    recycle: SyncSender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
-    worker: Option<JoinHandle<Result<(Digest, u64), LayerError>>>,
+    worker: Option<JoinHandle<Result<Digests, LayerError>>>,
 }
 
 /// Remembers the first error of the content source, to tell a failing source from a corrupt
@@ -50,12 +66,14 @@ impl Decompressed {
         compression: Compression,
     ) -> Result<Decompressed, LayerError> {
         let (tx, rx) = sync_channel::<Vec<u8>>(DEPTH);
+        let (recycle, recycled) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let worker = std::thread::Builder::new()
             .name("layer-decompress".into())
-            .spawn(move || produce(source, compression, tx))
+            .spawn(move || produce(source, compression, tx, recycled))
             .map_err(|e| LayerError::io("spawn decompression thread", "", e))?;
         Ok(Decompressed {
             rx,
+            recycle,
             current: Vec::new(),
             pos: 0,
             worker: Some(worker),
@@ -63,8 +81,8 @@ impl Decompressed {
     }
 
     /// Reads what is left (trailing data after the tar's end counts towards the digests, as
-    /// in containerd's applier) and returns the compressed digest and size.
-    pub(crate) fn finish(mut self) -> Result<(Digest, u64), LayerError> {
+    /// in containerd's applier) and returns the digests.
+    pub(crate) fn finish(mut self) -> Result<Digests, LayerError> {
         let drained = io::copy(&mut self, &mut io::sink());
         let outcome = self.join();
         let result = outcome?;
@@ -85,7 +103,7 @@ impl Decompressed {
             .filter(|e| !matches!(e, LayerError::Cancelled))
     }
 
-    fn join(&mut self) -> Result<(Digest, u64), LayerError> {
+    fn join(&mut self) -> Result<Digests, LayerError> {
         match self.worker.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
             Some(Err(_)) => Err(LayerError::io(
@@ -103,7 +121,9 @@ impl Read for Decompressed {
         if self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(chunk) => {
-                    self.current = chunk;
+                    let used = std::mem::replace(&mut self.current, chunk);
+                    // A full return channel (or a finished producer) just drops it.
+                    let _ = self.recycle.try_send(used);
                     self.pos = 0;
                 }
                 // The producer finished: either the end of the stream or its failure,
@@ -122,7 +142,8 @@ fn produce(
     source: Box<dyn Read + Send>,
     compression: Compression,
     tx: SyncSender<Vec<u8>>,
-) -> Result<(Digest, u64), LayerError> {
+    recycled: Receiver<Vec<u8>>,
+) -> Result<Digests, LayerError> {
     let first = Arc::new(Mutex::new(None));
     let mut hashed = HashingReader::new(SourceErrors {
         inner: source,
@@ -135,10 +156,16 @@ fn produce(
             source: e,
         },
     };
+    let mut diff_id = Hasher::default();
+    let mut size = 0u64;
     {
         let mut decoder = compression.decoder(&mut hashed).map_err(classify)?;
         loop {
-            let mut chunk = vec![0u8; CHUNK];
+            let mut chunk = recycled
+                .try_recv()
+                .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+            // Zeroes only what the last use did not fill.
+            chunk.resize(CHUNK, 0);
             let mut filled = 0;
             while filled < CHUNK {
                 match decoder.read(&mut chunk[filled..]) {
@@ -152,11 +179,19 @@ fn produce(
                 break;
             }
             chunk.truncate(filled);
+            diff_id.update(&chunk);
+            size += filled as u64;
             if tx.send(chunk).is_err() {
                 // The applier stopped reading (it failed or was cancelled).
                 return Err(LayerError::Cancelled);
             }
         }
     }
-    hashed.finish().map_err(classify)
+    let (compressed, compressed_size) = hashed.finish().map_err(classify)?;
+    Ok(Digests {
+        compressed,
+        compressed_size,
+        diff_id: diff_id.finish(),
+        size,
+    })
 }
