@@ -18,7 +18,8 @@
 # setup: median wall seconds, daemon CPU seconds (Strata + containerd and their children,
 # e.g. unpigz), and bytes the daemons wrote (/proc/PID/io write_bytes); then the ratios
 # strata/walking and strata/overlayfs as median (min-max) over the pairs.
-# Needs root. Builds nothing: pass a release build (default
+# KEEP_LOGS=DIR keeps the daemons' logs (Strata's says per layer how long its apply took and
+# whether the blob was read from containerd's directory). Needs root. Builds nothing: pass a release build (default
 # $CARGO_TARGET_DIR/release/strata).
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -52,7 +53,7 @@ cleanup() {
     containerd_reap "$T" bench "$T/none" 2>/dev/null || true
     unmount_under "$T" || true
     loopdisk_release "$T"
-    rm -rf "$T"
+    [ -n "${KEEP_LOGS:-}" ] && cp "$T"/*.log "$KEEP_LOGS"/ 2>/dev/null; rm -rf "$T"
 }
 trap cleanup EXIT INT TERM
 

@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("containerd/services/snapshots/v1/snapshots.proto"),
         root.join("containerd/services/diff/v1/diff.proto"),
         root.join("containerd/services/content/v1/content.proto"),
+        root.join("containerd/services/introspection/v1/introspection.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

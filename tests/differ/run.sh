@@ -12,7 +12,9 @@
 # hard links, symlinks, user.* and security.capability xattrs, a fifo, devices, a 24 MiB
 # file, long names, type changes) is unpacked by each, into two containerd namespaces of
 # the same Strata, and:
-#   - Strata applied every layer under A and none under B (its log says so);
+#   - Strata applied every layer under A and none under B (its log says so), reading the
+#     blobs from containerd's content directory (overlay) or, with that directory hidden
+#     from it by a mount namespace of its own, streamed through the Content API (native);
 #   - the two unpacked trees list identically (path, type, mode, owner, size, content hash,
 #     xattrs, link target, hard-link groups: tests/differ/listing.py);
 #   - a container runs on the Strata-applied image;
@@ -141,8 +143,22 @@ change() {
 for B in "${BACKENDS[@]}"; do
     R=$T/$B
     mkdir -p "$R"
-    "$STRATA" serve --root "$R/strata" --address "$R/strata.sock" --backend "$B" \
-        --containerd-address "$R/c.sock" >>"$LOGDIR/$B-strata.log" 2>&1 &
+    serve=("$STRATA" serve --root "$R/strata" --address "$R/strata.sock" --backend "$B"
+        --containerd-address "$R/c.sock")
+    blobs=$R/containerd/io.containerd.content.v1.content/blobs
+    if [ "$B" = native ]; then
+        # Strata reads a blob from containerd's content directory when it can see it, and
+        # streams it through containerd's Content API when it cannot (another mount
+        # namespace): on native, containerd's blobs are hidden from Strata by an empty
+        # tmpfs in a mount namespace of its own, so the streamed path is the one tested.
+        mkdir -p "$blobs"
+        unshare -m --propagation private sh -c 'mount -t tmpfs strata-hides-blobs "$0" && exec "$@"' \
+            "$blobs" "${serve[@]}" >>"$LOGDIR/$B-strata.log" 2>&1 &
+        read_path=false
+    else
+        "${serve[@]}" >>"$LOGDIR/$B-strata.log" 2>&1 &
+        read_path=true
+    fi
     STRATA_PID=$!
     wait_until 30 test -S "$R/strata.sock"
 
@@ -152,6 +168,13 @@ for B in "${BACKENDS[@]}"; do
             [ "$(applied)" = 5 ] || { echo "Strata applied $(applied) layers, expected 5"; return 1; }
     }
     check "import under [strata-diff, walking]: Strata applies all 5 layers" c_apply_strata
+
+    c_read_path() {
+        local streamed=$([ "$read_path" = true ] && echo false || echo true)
+        grep -q "layer applied.*local=$read_path" "$LOGDIR/$B-strata.log" &&
+            ! grep -q "layer applied.*local=$streamed" "$LOGDIR/$B-strata.log"
+    }
+    check "layers read with local=$read_path (from containerd's directory: true, streamed: false)" c_read_path
 
     start_containerd walking
     c_apply_walking() {

@@ -4,6 +4,13 @@
 //!
 //! Every call names its namespace in the `containerd-namespace` header, as containerd's own
 //! clients do.
+//!
+//! Reading a blob need not stream it through containerd: when containerd's introspection
+//! service names the root of its local content store and this process can read the blob's
+//! file there, the blob is read from that file, as containerd's own applier does, after an
+//! `Info` in the request's namespace has confirmed the namespace holds it (namespaces share
+//! the files, not the right to them). The applier verifies the digest of what it reads
+//! either way.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -16,6 +23,8 @@ use tonic::{Code, Request, Status};
 
 use crate::proto::content as pb;
 use crate::proto::content::content_client::ContentClient;
+use crate::proto::introspection as intro;
+use crate::proto::introspection::introspection_client::IntrospectionClient;
 
 /// The gRPC header carrying containerd's namespace.
 pub const NAMESPACE_HEADER: &str = "containerd-namespace";
@@ -27,17 +36,46 @@ const WRITE_CHUNK: usize = 1 << 20;
 pub struct ContentStore {
     address: PathBuf,
     channel: OnceCell<Channel>,
+    /// The `blobs` directory of containerd's local content store, if this process can read
+    /// it (asked once, on first use).
+    local: OnceCell<Option<PathBuf>>,
 }
 
 /// A blob being read from the content store: a blocking [`Read`], to be used off the async
 /// runtime (the applier's threads).
-pub struct BlobReader {
+pub struct BlobReader(Source);
+
+enum Source {
+    /// The blob's file in containerd's content store.
+    Local(std::fs::File),
+    /// The blob streamed by containerd's `Read`.
+    Streamed(Streamed),
+}
+
+impl BlobReader {
+    /// Whether the blob is read from its file rather than streamed by containerd.
+    pub fn is_local(&self) -> bool {
+        matches!(self.0, Source::Local(_))
+    }
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Source::Local(file) => file.read(buf),
+            Source::Streamed(stream) => stream.read(buf),
+        }
+    }
+}
+
+/// Chunks of a blob from containerd's `Read` stream.
+struct Streamed {
     rx: mpsc::Receiver<io::Result<Vec<u8>>>,
     current: Vec<u8>,
     pos: usize,
 }
 
-impl Read for BlobReader {
+impl Read for Streamed {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
             match self.rx.blocking_recv() {
@@ -84,6 +122,7 @@ impl ContentStore {
         ContentStore {
             address: address.to_owned(),
             channel: OnceCell::new(),
+            local: OnceCell::new(),
         }
     }
 
@@ -93,6 +132,10 @@ impl ContentStore {
     }
 
     async fn client(&self) -> Result<ContentClient<Channel>, Status> {
+        Ok(ContentClient::new(self.channel().await?))
+    }
+
+    async fn channel(&self) -> Result<Channel, Status> {
         let channel = self
             .channel
             .get_or_try_init(|| crate::client::channel(&self.address))
@@ -103,13 +146,97 @@ impl ContentStore {
                     self.address.display()
                 ))
             })?;
-        Ok(ContentClient::new(channel.clone()))
+        Ok(channel.clone())
     }
 
-    /// Starts reading blob `digest` of `namespace`. `NotFound` (from containerd) if the
-    /// store does not have it; the first bytes are awaited so that such errors come before
-    /// any work starts.
+    /// The `blobs` directory of containerd's local content store: the `root` its content
+    /// plugin exports, if this process can read it. `None` (blobs are then streamed) when
+    /// containerd does not say or the directory is not visible here, e.g. from another
+    /// mount namespace.
+    async fn local_blobs(&self) -> Option<&Path> {
+        self.local
+            .get_or_init(|| async {
+                let found = self.ask_content_root().await;
+                match &found {
+                    Ok(Some(blobs)) => tracing::info!(
+                        blobs = %blobs.display(),
+                        "reading layers from containerd's content store directly"
+                    ),
+                    Ok(None) => tracing::info!(
+                        "containerd's content store is not readable here: layers are streamed"
+                    ),
+                    Err(status) => tracing::info!(
+                        error = %status.message(),
+                        "containerd's introspection service did not answer: layers are streamed"
+                    ),
+                }
+                found.ok().flatten()
+            })
+            .await
+            .as_deref()
+    }
+
+    async fn ask_content_root(&self) -> Result<Option<PathBuf>, Status> {
+        let mut client = IntrospectionClient::new(self.channel().await?);
+        let plugins = client
+            .plugins(intro::PluginsRequest {
+                filters: vec!["type==io.containerd.content.v1,id==content".to_owned()],
+            })
+            .await?
+            .into_inner()
+            .plugins;
+        let Some(root) = plugins.iter().find_map(|p| p.exports.get("root")) else {
+            return Ok(None);
+        };
+        let blobs = Path::new(root).join("blobs");
+        Ok(blobs.is_dir().then_some(blobs))
+    }
+
+    /// The file of blob `digest` in containerd's local content store, opened, once an `Info`
+    /// in `namespace` has confirmed the namespace holds it (`NotFound` otherwise). `None`
+    /// when there is no readable local store or no such file: the blob is then streamed.
+    async fn local_blob(
+        &self,
+        namespace: &str,
+        digest: &str,
+    ) -> Result<Option<std::fs::File>, Status> {
+        let Some(blobs) = self.local_blobs().await else {
+            return Ok(None);
+        };
+        // Only a well-formed sha256 digest names a file: nothing else reaches the path.
+        let Some(hex) = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        else {
+            return Ok(None);
+        };
+        self.client()
+            .await?
+            .info(with_namespace(
+                namespace,
+                pb::InfoRequest {
+                    digest: digest.to_owned(),
+                },
+            )?)
+            .await?;
+        let path = blobs.join("sha256").join(hex);
+        match std::fs::File::open(&path) {
+            Ok(file) => Ok(Some(file)),
+            Err(e) => {
+                tracing::debug!(path = %path.display(), error = %e, "blob file not readable: streaming it");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Starts reading blob `digest` of `namespace`: from its file when the store is local
+    /// (see the module's documentation), else streamed. `NotFound` (from containerd) if the
+    /// namespace does not have it; the first bytes are awaited so that such errors come
+    /// before any work starts.
     pub async fn reader(&self, namespace: &str, digest: &str) -> Result<BlobReader, Status> {
+        if let Some(file) = self.local_blob(namespace, digest).await? {
+            return Ok(BlobReader(Source::Local(file)));
+        }
         let mut client = self.client().await?;
         let request = with_namespace(
             namespace,
@@ -142,11 +269,11 @@ impl ContentStore {
                 }
             });
         }
-        Ok(BlobReader {
+        Ok(BlobReader(Source::Streamed(Streamed {
             rx,
             current: Vec::new(),
             pos: 0,
-        })
+        })))
     }
 
     /// Writes a blob under `reference` from the chunks of `data`, then commits it with what

@@ -52,6 +52,13 @@ pub mod proto {
                     tonic::include_proto!("containerd.services.content.v1");
                 }
             }
+            /// `containerd.services.introspection`.
+            pub mod introspection {
+                /// `containerd.services.introspection.v1`.
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.introspection.v1");
+                }
+            }
             /// `containerd.services.snapshots`.
             pub mod snapshots {
                 /// `containerd.services.snapshots.v1`.
@@ -63,6 +70,7 @@ pub mod proto {
     }
     pub use containerd::services::content::v1 as content;
     pub use containerd::services::diff::v1 as diff;
+    pub use containerd::services::introspection::v1 as introspection;
     pub use containerd::services::snapshots::v1 as snapshots;
     pub use containerd::types;
 }

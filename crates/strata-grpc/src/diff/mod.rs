@@ -236,7 +236,8 @@ impl DiffService {
             })?;
         let target = owned.dir.clone();
         let key = owned.key.clone();
-        tracing::debug!(layer = %layer, key = %key, dir = %target.display(), "applying layer");
+        let local = reader.is_local();
+        tracing::debug!(layer = %layer, key = %key, dir = %target.display(), local, "applying layer");
         let result = tokio::task::spawn_blocking(move || {
             let applied = strata_layer::apply(
                 Box::new(reader),
@@ -266,6 +267,7 @@ impl DiffService {
             key = %key,
             entries = applied.entries,
             bytes = applied.size,
+            local,
             ms = started.elapsed().as_millis() as u64,
             "layer applied"
         );
