@@ -12,7 +12,7 @@ use crate::ops::{
     Done, GROUP_LABEL, Measured, Plan, Target, active_key, committed_key, drive, labels,
     remove_all, run_all, writable_dir, write_tree,
 };
-use crate::report::{RowResult, fmt_dur, summarize};
+use crate::report::{PerOp, RowResult, Traced, fmt_dur, summarize};
 
 /// Snapshots in the full-List row.
 pub const LIST_SMALL: usize = 3_000;
@@ -41,6 +41,9 @@ pub struct RunConfig {
     pub heavy_iters: usize,
     /// Only rows whose id contains one of these (all rows if empty).
     pub select: Vec<String>,
+    /// Operations of the traced measurement of each 1-client write, Stat and Mounts row, per
+    /// server (0: no tracing).
+    pub trace_ops: usize,
 }
 
 /// What a row measures.
@@ -325,27 +328,53 @@ pub async fn run(env: &Env, targets: &[Target; 2], cfg: &RunConfig) -> Result<Ve
 
         let t0 = Instant::now();
         let mut acc = [Measured::default(), Measured::default()];
+        let mut pairs = Vec::with_capacity(cfg.rounds);
         for round in 0..cfg.rounds {
             let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+            let mut pair = [Measured::default(), Measured::default()];
             for i in order {
-                let m = measure(env, &targets[i], r, cfg)
+                pair[i] = measure(env, &targets[i], r, cfg)
                     .await
                     .map_err(|e| format!("{} on {}: {e}", r.id, targets[i].kind().name()))?;
-                acc[i].merge(m);
                 targets[i].server.check_alive(env)?;
                 // Leave no writeback of this server's teardown to slow the other one down.
                 targets[i].sync()?;
             }
+            pairs.push((summarize(&pair[0]), summarize(&pair[1])));
+            let [s, c] = pair;
+            acc[0].merge(s);
+            acc[1].merge(c);
         }
         let [s, c] = acc;
-        let result = RowResult::new(
+        let mut result = RowResult::new(
             r.id,
             r.title,
             r.clients,
             r.note,
-            summarize(&s),
-            summarize(&c),
+            (summarize(&s), summarize(&c)),
+            &pairs,
         );
+        if cfg.trace_ops > 0 && traced(r) {
+            let once = RunConfig {
+                ops: cfg.trace_ops,
+                ..cfg.clone()
+            };
+            let mut per_op = Vec::with_capacity(2);
+            for t in targets {
+                t.set_trace(Some(
+                    env.dir.join(format!("strace-{}.txt", t.kind().name())),
+                ));
+                let m = measure(env, t, r, &once).await;
+                t.set_trace(None);
+                let m = m.map_err(|e| format!("{} traced on {}: {e}", r.id, t.kind().name()))?;
+                t.server.check_alive(env)?;
+                t.sync()?;
+                per_op.push(PerOp::of(&m).ok_or("a traced measurement has no trace")?);
+            }
+            let containerd = per_op.pop().ok_or("no trace")?;
+            let strata = per_op.pop().ok_or("no trace")?;
+            result.traced = Some(Traced { strata, containerd });
+        }
         eprintln!(
             "[{}/{}] {:<18} strata p50 {:>8}  containerd p50 {:>8}  ratio {:>6.2}  ({:.1} s)",
             n + 1,
@@ -372,6 +401,22 @@ pub async fn run(env: &Env, targets: &[Target; 2], cfg: &RunConfig) -> Result<Ve
         b?;
     }
     Ok(results)
+}
+
+/// Whether row `r` gets a traced measurement: the 1-client rows of one cheap operation each.
+fn traced(r: &RowDef) -> bool {
+    r.clients == 1
+        && matches!(
+            r.op,
+            Op::Prepare
+                | Op::PrepareParent
+                | Op::View
+                | Op::Commit
+                | Op::Remove
+                | Op::Stat
+                | Op::Mounts
+                | Op::ListSmall
+        )
 }
 
 /// Labels of population snapshot `id`: one in [`RARE_EVERY`] is `rare`.

@@ -18,6 +18,7 @@ mod btrfs;
 mod env;
 mod floor;
 mod ops;
+mod probe;
 mod report;
 mod scale;
 mod server;
@@ -84,9 +85,9 @@ struct Common {
     /// Size of each server's (sparse) disk image
     #[arg(long, default_value = "8G", value_parser = env::parse_size)]
     disk_size: u64,
-    /// Rounds: every row is measured this many times on each server, alternating which
-    /// server goes first
-    #[arg(long, default_value_t = 4)]
+    /// Pairs (rounds): every row is measured this many times on each server, the two back
+    /// to back, alternating which goes first; ratios are the median over the pairs
+    #[arg(long, visible_alias = "pairs", default_value_t = 5)]
     rounds: usize,
     /// Also write the results as JSON to this file
     #[arg(long)]
@@ -112,6 +113,11 @@ struct RunArgs {
     /// Skip the floor measurements after the table
     #[arg(long)]
     no_floor: bool,
+    /// Operations of the traced (strace -f -c) measurement of each 1-client write, Stat,
+    /// Mounts and List row, per server: system calls, flushes and bytes written per
+    /// operation (0: none)
+    #[arg(long, default_value_t = 100)]
+    trace_ops: usize,
 }
 
 #[derive(Args, Clone)]
@@ -457,6 +463,7 @@ async fn run(env: &Env, mut a: RunArgs) -> Result<()> {
         a.ops = 30;
         a.heavy_iters = 1;
         a.common.rounds = 2;
+        a.trace_ops = a.trace_ops.min(20);
     }
     let bins = binaries(&a.common)?;
     let mut meta = meta("run", &a.common, &bins);
@@ -470,6 +477,7 @@ async fn run(env: &Env, mut a: RunArgs) -> Result<()> {
         ops: a.ops.max(8),
         heavy_iters: a.heavy_iters.max(1),
         select: a.rows.clone(),
+        trace_ops: a.trace_ops,
     };
     let t1 = Instant::now();
     let rows = bench::run(env, &targets, &cfg).await?;
@@ -511,6 +519,11 @@ async fn run(env: &Env, mut a: RunArgs) -> Result<()> {
             per_chain(&chain.strata),
             per_chain(&chain.containerd)
         );
+    }
+    let per_op = report::per_op_table(&rows);
+    if !per_op.is_empty() {
+        println!();
+        print!("{per_op}");
     }
     println!();
     print!(

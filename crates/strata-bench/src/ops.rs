@@ -15,6 +15,7 @@ use strata_grpc::client::{self, Client};
 use tokio::task::JoinSet;
 
 use crate::Result;
+use crate::probe::{self, SyscallCounts, Trace};
 use crate::server::{Cpu, Kind, Server};
 
 /// The label containerd's unpacker puts on every snapshot it prepares.
@@ -112,6 +113,9 @@ pub struct Target {
     pub server: Server,
     conns: Vec<Conn>,
     ids: AtomicU64,
+    /// While set, every timed loop ([`drive`]) runs under `strace -f -c`, summary to this
+    /// file: a traced measurement, for the deterministic figures only.
+    trace_to: std::sync::Mutex<Option<PathBuf>>,
 }
 
 impl Target {
@@ -125,6 +129,7 @@ impl Target {
             server,
             conns,
             ids: AtomicU64::new(FIRST_FRESH_ID),
+            trace_to: std::sync::Mutex::new(None),
         })
     }
 
@@ -142,6 +147,16 @@ impl Target {
     /// Connection `i` (modulo the pool).
     pub fn conn(&self, i: usize) -> Conn {
         self.conns[i % self.conns.len()].clone()
+    }
+
+    /// Traces the timed loops that follow (summaries to `out`), or stops tracing (`None`).
+    pub fn set_trace(&self, out: Option<PathBuf>) {
+        *self.trace_to.lock().expect("trace lock") = out;
+    }
+
+    /// Bytes the server has caused to be written to storage so far.
+    pub fn write_bytes(&self) -> u64 {
+        probe::write_bytes(self.server.pid)
     }
 
     /// Server CPU time so far.
@@ -196,6 +211,11 @@ pub struct Measured {
     pub wall: Duration,
     /// Server CPU time spent during the measurement.
     pub cpu: Cpu,
+    /// Bytes the server caused to be written to storage during the measurement.
+    pub write_bytes: u64,
+    /// System calls made during the measurement, if it was traced (then its latencies and
+    /// CPU time are not the server's normal ones).
+    pub trace: Option<SyscallCounts>,
 }
 
 impl Measured {
@@ -204,6 +224,21 @@ impl Measured {
         self.samples.extend(other.samples);
         self.wall += other.wall;
         self.cpu += other.cpu;
+        self.write_bytes += other.write_bytes;
+        self.trace = match (self.trace.take(), other.trace) {
+            (Some(mut a), Some(b)) => {
+                a.total += b.total;
+                a.flushes += b.flushes;
+                for (name, n) in b.by_name {
+                    match a.by_name.iter_mut().find(|(k, _)| *k == name) {
+                        Some(e) => e.1 += n,
+                        None => a.by_name.push((name, n)),
+                    }
+                }
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        };
     }
 
     /// One sample measured by hand (`wall` grows by its latency).
@@ -215,13 +250,37 @@ impl Measured {
 }
 
 /// Runs `op(conn, i)` for `i` = 0, 1, … as `plan` says, from `clients` concurrent clients,
-/// each on its own connection and claiming the next `i` when its previous operation ends.
+/// each on its own connection and claiming the next `i` when its previous operation ends:
+/// a timed loop, traced if the target says so ([`Target::set_trace`]).
 pub async fn drive<F, Fut>(target: &Target, clients: usize, plan: Plan, op: F) -> Result<Measured>
 where
     F: Fn(Conn, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
+    let out = target.trace_to.lock().expect("trace lock").clone();
+    let trace = match out {
+        Some(out) => Some(Trace::attach(target.server.pid, &out)?),
+        None => None,
+    };
+    let mut m = drive_untraced(target, clients, plan, op).await?;
+    if let Some(trace) = trace {
+        m.trace = Some(trace.finish()?);
+    }
+    Ok(m)
+}
+
+async fn drive_untraced<F, Fut>(
+    target: &Target,
+    clients: usize,
+    plan: Plan,
+    op: F,
+) -> Result<Measured>
+where
+    F: Fn(Conn, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let op = Arc::new(op);
+    let bytes0 = target.write_bytes();
     let next = Arc::new(AtomicUsize::new(0));
     let cpu0 = target.cpu();
     let start = Instant::now();
@@ -256,6 +315,8 @@ where
         samples,
         wall,
         cpu: target.cpu() - cpu0,
+        write_bytes: target.write_bytes().saturating_sub(bytes0),
+        trace: None,
     })
 }
 
@@ -283,7 +344,7 @@ where
             Ok(())
         }
     });
-    drive(target, clients, Plan::exactly(n), move |c, i| op(c, i)).await?;
+    drive_untraced(target, clients, Plan::exactly(n), move |c, i| op(c, i)).await?;
     Ok(())
 }
 

@@ -27,6 +27,9 @@ pub struct Summary {
     pub cpu_us_per_op: f64,
     /// The system-time part of `cpu_us_per_op` (the kernel, on the server's behalf).
     pub cpu_sys_us_per_op: f64,
+    /// Bytes the server caused to be written to storage (`/proc/<pid>/io` `write_bytes`) per
+    /// operation, KiB.
+    pub write_kib_per_op: f64,
 }
 
 /// The nearest-rank `q`-quantile of sorted `v`, in µs.
@@ -65,7 +68,137 @@ pub fn summarize(m: &Measured) -> Summary {
         } else {
             0.0
         },
+        write_kib_per_op: if n > 0 {
+            m.write_bytes as f64 / 1024.0 / n as f64
+        } else {
+            0.0
+        },
     }
+}
+
+/// The median of a figure over the pairs, with the smallest and largest.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    /// Median over the pairs (the mean of the middle two for an even count).
+    pub median: f64,
+    /// Smallest.
+    pub min: f64,
+    /// Largest.
+    pub max: f64,
+}
+
+impl Spread {
+    /// The spread of `v` (NaNs dropped; all NaN if nothing is left).
+    pub fn of(v: &[f64]) -> Spread {
+        let mut v: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return Spread {
+                median: f64::NAN,
+                min: f64::NAN,
+                max: f64::NAN,
+            };
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Spread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        }
+    }
+
+    /// `0.72 (0.61–0.80)`.
+    pub fn show(&self) -> String {
+        format!(
+            "{} ({}–{})",
+            fmt_ratio(self.median),
+            fmt_ratio(self.min),
+            fmt_ratio(self.max)
+        )
+    }
+}
+
+/// Strata ÷ containerd within each pair (one measurement of each server, back to back, in
+/// alternating order), summarized over the pairs: what noise moves, both servers together.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairRatios {
+    /// How many pairs.
+    pub pairs: usize,
+    /// p50 latency ratio per pair.
+    pub p50: Spread,
+    /// Throughput ratio per pair.
+    pub ops_per_s: Spread,
+    /// Server CPU per operation, ratio per pair.
+    pub cpu_us_per_op: Spread,
+}
+
+impl PairRatios {
+    /// From each pair's (Strata, containerd) summaries.
+    pub fn of(pairs: &[(Summary, Summary)]) -> PairRatios {
+        let each = |f: &dyn Fn(&Summary) -> f64| -> Spread {
+            Spread::of(
+                &pairs
+                    .iter()
+                    .map(|(s, c)| ratio(f(s), f(c)))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        PairRatios {
+            pairs: pairs.len(),
+            p50: each(&|s| s.p50_us),
+            ops_per_s: each(&|s| s.ops_per_s),
+            cpu_us_per_op: each(&|s| s.cpu_us_per_op),
+        }
+    }
+}
+
+/// One server's deterministic figures per operation, from a traced measurement.
+#[derive(Debug, Clone, Serialize)]
+pub struct PerOp {
+    /// Operations traced.
+    pub ops: usize,
+    /// System calls per operation (every thread).
+    pub syscalls: f64,
+    /// Flushes (fsync, fdatasync, syncfs, sync_file_range, msync) per operation.
+    pub flushes: f64,
+    /// KiB the server caused to be written to storage per operation.
+    pub write_kib: f64,
+    /// The most frequent system calls, per operation.
+    pub top: Vec<(String, f64)>,
+}
+
+impl PerOp {
+    /// From a traced measurement; `None` if it was not traced.
+    pub fn of(m: &Measured) -> Option<PerOp> {
+        let t = m.trace.as_ref()?;
+        let n = m.samples.len().max(1) as f64;
+        Some(PerOp {
+            ops: m.samples.len(),
+            syscalls: t.total as f64 / n,
+            flushes: t.flushes as f64 / n,
+            write_kib: m.write_bytes as f64 / 1024.0 / n,
+            top: t
+                .by_name
+                .iter()
+                .take(8)
+                .map(|(k, c)| (k.clone(), *c as f64 / n))
+                .collect(),
+        })
+    }
+}
+
+/// Both servers' traced figures for one row.
+#[derive(Debug, Clone, Serialize)]
+pub struct Traced {
+    /// Strata's.
+    pub strata: PerOp,
+    /// containerd's.
+    pub containerd: PerOp,
 }
 
 /// Strata's number divided by containerd's, per column. Below 1 is better for Strata in the
@@ -110,19 +243,23 @@ pub struct RowResult {
     pub strata: Summary,
     /// containerd's numbers.
     pub containerd: Summary,
-    /// Strata / containerd.
+    /// Strata / containerd, of the samples pooled over every pair.
     pub ratio: Ratio,
+    /// Strata / containerd within each pair: median and spread.
+    pub pairs: PairRatios,
+    /// System calls, flushes and bytes written per operation, if the row was traced.
+    pub traced: Option<Traced>,
 }
 
 impl RowResult {
-    /// A row from both servers' summaries.
+    /// A row from both servers' pooled summaries and each pair's.
     pub fn new(
         id: &str,
         title: &str,
         clients: usize,
         note: &str,
-        strata: Summary,
-        containerd: Summary,
+        (strata, containerd): (Summary, Summary),
+        pairs: &[(Summary, Summary)],
     ) -> RowResult {
         let ratio = Ratio::of(&strata, &containerd);
         RowResult {
@@ -133,6 +270,8 @@ impl RowResult {
             strata,
             containerd,
             ratio,
+            pairs: PairRatios::of(pairs),
+            traced: None,
         }
     }
 }
@@ -185,14 +324,19 @@ pub fn main_table(rows: &[RowResult]) -> String {
             fmt_dur(s.cpu_us_per_op)
         )
     };
+    let pairs = rows.first().map_or(0, |r| r.pairs.pairs);
     let _ = writeln!(
         out,
-        "{:<34} {:>2} | {:^35} | {:^35} | {:^20}",
-        "", "", "Strata", "containerd", "Strata / containerd"
+        "{:<34} {:>2} | {:^35} | {:^35} | {:^37}",
+        "",
+        "",
+        "Strata",
+        "containerd",
+        format!("Strata / containerd, {pairs} pairs")
     );
     let _ = writeln!(
         out,
-        "{:<34} {:>2} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>6} {:>6} {:>6}",
+        "{:<34} {:>2} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>8} {:>8} | {:>18} {:>18}",
         "row",
         "cl",
         "p50",
@@ -203,11 +347,10 @@ pub fn main_table(rows: &[RowResult]) -> String {
         "p99",
         "ops/s",
         "cpu/op",
-        "p50",
-        "p99",
-        "ops/s"
+        "p50 (min–max)",
+        "ops/s (min–max)"
     );
-    let _ = writeln!(out, "{}", "-".repeat(34 + 3 + 3 + 35 + 3 + 35 + 3 + 20));
+    let _ = writeln!(out, "{}", "-".repeat(34 + 3 + 3 + 35 + 3 + 35 + 3 + 37));
     let mut notes = Vec::new();
     for r in rows {
         let mark = if r.note.is_empty() {
@@ -218,27 +361,117 @@ pub fn main_table(rows: &[RowResult]) -> String {
         };
         let _ = writeln!(
             out,
-            "{:<34} {:>2} | {} | {} | {:>6} {:>6} {:>6}",
+            "{:<34} {:>2} | {} | {} | {:>18} {:>18}",
             format!("{}{}", r.title, mark),
             r.clients,
             side(&r.strata),
             side(&r.containerd),
-            fmt_ratio(r.ratio.p50),
-            fmt_ratio(r.ratio.p99),
-            fmt_ratio(r.ratio.ops_per_s)
+            r.pairs.p50.show(),
+            r.pairs.ops_per_s.show()
         );
     }
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "cl: concurrent clients (each its own connection). p50/p99: client-side latency. ops/s: all clients together."
+        "cl: concurrent clients (each its own connection). p50/p99: client-side latency over every pair's samples."
     );
     let _ = writeln!(
         out,
-        "cpu/op: server CPU (utime+stime) per operation. Ratios: below 1 = Strata faster (p50, p99); above 1 = Strata faster (ops/s)."
+        "ops/s: all clients together. cpu/op: server CPU (utime+stime) per operation. Ratios: Strata / containerd"
+    );
+    let _ = writeln!(
+        out,
+        "within each pair (the servers back to back, the order alternating), median (smallest–largest);"
+    );
+    let _ = writeln!(
+        out,
+        "below 1 = Strata faster in p50, above 1 = Strata faster in ops/s."
     );
     for (i, n) in notes.iter().enumerate() {
         let _ = writeln!(out, "[{}] {n}", i + 1);
+    }
+    out
+}
+
+/// The deterministic per-operation table: flushes, system calls and bytes written (traced
+/// measurements) and CPU per operation (the untraced, timed ones).
+pub fn per_op_table(rows: &[RowResult]) -> String {
+    let mut out = String::new();
+    let traced: Vec<(&RowResult, &Traced)> = rows
+        .iter()
+        .filter_map(|r| r.traced.as_ref().map(|t| (r, t)))
+        .collect();
+    let Some((_, first)) = traced.first() else {
+        return out;
+    };
+    let _ = writeln!(
+        out,
+        "per operation, 1 client ({} operations traced per server with strace -f -c; bytes: /proc/<pid>/io write_bytes)",
+        first.strata.ops
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} | {:^31} | {:^31} | {:^38}",
+        "", "Strata", "containerd", "Strata / containerd"
+    );
+    let _ = writeln!(
+        out,
+        "{:<24} | {:>7} {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6} {:>6} {:>16}",
+        "operation",
+        "flushes",
+        "sysc",
+        "KiB wr",
+        "cpu µs",
+        "flushes",
+        "sysc",
+        "KiB wr",
+        "cpu µs",
+        "flush",
+        "sysc",
+        "KiB",
+        "cpu (min–max)"
+    );
+    let _ = writeln!(out, "{}", "-".repeat(24 + 3 + 31 + 3 + 31 + 3 + 38));
+    for (r, t) in traced {
+        let side = |p: &PerOp, s: &Summary| {
+            format!(
+                "{:>7.2} {:>7.1} {:>7.1} {:>7.0}",
+                p.flushes, p.syscalls, p.write_kib, s.cpu_us_per_op
+            )
+        };
+        let _ = writeln!(
+            out,
+            "{:<24} | {} | {} | {:>6} {:>6} {:>6} {:>16}",
+            r.title,
+            side(&t.strata, &r.strata),
+            side(&t.containerd, &r.containerd),
+            fmt_ratio(ratio(t.strata.flushes, t.containerd.flushes)),
+            fmt_ratio(ratio(t.strata.syscalls, t.containerd.syscalls)),
+            fmt_ratio(ratio(t.strata.write_kib, t.containerd.write_kib)),
+            r.pairs.cpu_us_per_op.show()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "flushes: fsync, fdatasync, syncfs, sync_file_range, msync. sysc: every system call, all threads."
+    );
+    let _ = writeln!(
+        out,
+        "cpu µs: untraced, over every pair (utime+stime, 10 ms ticks); its ratio is the median over pairs."
+    );
+    for (r, t) in rows
+        .iter()
+        .filter_map(|r| r.traced.as_ref().map(|t| (r, t)))
+    {
+        let top = |p: &PerOp| {
+            p.top
+                .iter()
+                .map(|(k, n)| format!("{k} {n:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(out, "  {} — Strata: {}", r.title, top(&t.strata));
+        let _ = writeln!(out, "  {} — containerd: {}", r.title, top(&t.containerd));
     }
     out
 }
