@@ -20,6 +20,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         // Labels as ordered maps, the domain's own type: no rehashing on the way in or out.
         .btree_map(".")
+        // The List answer is our own type: a server appends infos already encoded from the
+        // stored records (src/list_wire.rs).
+        .extern_path(
+            ".containerd.services.snapshots.v1.ListSnapshotsResponse",
+            "crate::list_wire::ListSnapshotsResponse",
+        )
         .build_client(true)
         .build_server(true)
         .compile_fds(descriptors)?;

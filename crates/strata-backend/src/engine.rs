@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 use strata_core::labels;
 use strata_core::snapshot::Labels;
 use strata_core::{
-    Census, CleanupReport, Ctx, Error, Filter, Info, Kind, Mount, Result, Snapshotter, Usage, crash,
+    Census, CleanupReport, Ctx, Error, Filter, Info, InfoRef, Kind, Mount, Result, Snapshotter,
+    Usage, crash,
 };
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
@@ -483,6 +484,27 @@ impl<D: Driver> Snapshotter for Engine<D> {
             self.trash.lock().expect("trash").push(Trash { dir, bytes });
         }
         Ok(())
+    }
+
+    fn walk_refs(
+        &self,
+        ctx: &Ctx,
+        filter: &Filter,
+        f: &mut dyn FnMut(&InfoRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        // Only the full listing reads records in place: a filter needs an `Info` to match
+        // against, and the upperdir label is not stored.
+        if !filter.alternatives.is_empty() || self.options.upperdir_label {
+            return self.walk(ctx, filter, &mut |info| info.with_ref(|r| f(r)));
+        }
+        self.check_open()?;
+        self.store.read(ctx, |tx| {
+            tx.walk_refs(&mut |info| {
+                // A long listing stops as soon as its caller has gone.
+                ctx.check()?;
+                f(info)
+            })
+        })
     }
 
     fn walk(

@@ -13,5 +13,5 @@ pub mod snapshotter;
 pub use context::{Canceller, Ctx};
 pub use error::{Error, Result, StoreError};
 pub use filter::Filter;
-pub use snapshot::{Info, Kind, Mount, Usage};
+pub use snapshot::{Info, InfoRef, Kind, Mount, Usage};
 pub use snapshotter::{Census, CleanupReport, Snapshotter};

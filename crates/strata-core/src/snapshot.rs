@@ -52,6 +52,43 @@ pub struct Info {
     pub updated: SystemTime,
 }
 
+/// A snapshot's [`Info`] borrowed from where it is stored: what a long listing encodes
+/// without building an `Info`, and its label map, for every snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InfoRef<'a> {
+    /// The snapshot's key or name.
+    pub name: &'a str,
+    /// Name of the committed parent, empty for none.
+    pub parent: &'a str,
+    /// Its kind.
+    pub kind: Kind,
+    /// User labels, in key order.
+    pub labels: &'a [(&'a str, &'a str)],
+    /// When it was created.
+    pub created: SystemTime,
+    /// When its labels last changed.
+    pub updated: SystemTime,
+}
+
+impl Info {
+    /// Calls `f` with this info borrowed as an [`InfoRef`].
+    pub fn with_ref<T>(&self, f: impl FnOnce(&InfoRef<'_>) -> T) -> T {
+        let labels: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        f(&InfoRef {
+            name: &self.name,
+            parent: &self.parent,
+            kind: self.kind,
+            labels: &labels,
+            created: self.created,
+            updated: self.updated,
+        })
+    }
+}
+
 /// Disk usage of one snapshot alone, without its parents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -7,7 +7,7 @@
 //! chosen by the client; they are never used as paths.
 
 use crate::filter::Filter;
-use crate::snapshot::{Info, Labels, Mount, Usage};
+use crate::snapshot::{Info, InfoRef, Labels, Mount, Usage};
 use crate::{Ctx, Result};
 
 /// What a `Cleanup` reclaimed.
@@ -102,6 +102,18 @@ pub trait Snapshotter: Send + Sync + 'static {
     /// read. An error from `f` stops the walk and is returned.
     fn walk(&self, ctx: &Ctx, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>)
     -> Result<()>;
+
+    /// [`Snapshotter::walk`] with each snapshot's info borrowed: a backend that can hand out
+    /// its stored records without decoding them into [`Info`]s (a full List of thousands)
+    /// overrides it; by default it borrows each `Info` that `walk` builds.
+    fn walk_refs(
+        &self,
+        ctx: &Ctx,
+        filter: &Filter,
+        f: &mut dyn FnMut(&InfoRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.walk(ctx, filter, &mut |info| info.with_ref(|r| f(r)))
+    }
 
     /// Counts the snapshots by kind and sums the usage recorded for the committed ones, all
     /// from one consistent read; no directory is walked. Not part of containerd's contract:

@@ -2,7 +2,8 @@
 //!
 //! - [`proto`]: the generated wire types (from our own `proto/`, wire-identical to
 //!   containerd's), which appear nowhere else in Strata;
-//! - [`convert`]: wire ⇄ domain conversions;
+//! - [`convert`]: wire ⇄ domain conversions; [`list_wire`]: the List answer, encoded
+//!   straight from stored records;
 //! - [`status`]: the one mapping of domain errors to gRPC codes;
 //! - [`backends`]: the backends a daemon serves and the `snapshotter` names that reach them;
 //! - [`server`]: the service, dispatching each request to a backend by its `snapshotter`
@@ -22,6 +23,7 @@ pub mod content;
 mod context;
 pub mod convert;
 pub mod diff;
+pub mod list_wire;
 pub mod metrics;
 pub mod raw;
 pub mod server;

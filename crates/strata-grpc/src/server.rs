@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::backends::Backends;
 use crate::context::{self, request_context};
 use crate::convert;
+use crate::list_wire::ListSnapshotsResponse;
 use crate::metrics::Metrics;
 use crate::proto::snapshots as pb;
 use crate::proto::snapshots::snapshots_server::{Snapshots, SnapshotsServer};
@@ -266,7 +267,7 @@ impl Snapshots for SnapshotService {
         }))
     }
 
-    type ListStream = ReceiverStream<Result<pb::ListSnapshotsResponse, Status>>;
+    type ListStream = ReceiverStream<Result<ListSnapshotsResponse, Status>>;
 
     async fn list(
         &self,
@@ -294,14 +295,16 @@ impl Snapshots for SnapshotService {
             None => Ctx::background(),
         };
         tokio::task::spawn_blocking(move || {
-            let mut batch = Vec::with_capacity(LIST_BATCH);
-            let result = backend.walk(&ctx, &filter, &mut |info| {
-                batch.push(convert::info_to_wire(info));
+            // Each info goes onto the wire straight from its stored record (list_wire.rs).
+            let fresh = || ListSnapshotsResponse::with_capacity(LIST_BATCH * 256);
+            let mut batch = fresh();
+            let mut scratch = Vec::with_capacity(512);
+            let result = backend.walk_refs(&ctx, &filter, &mut |info| {
+                batch.push_ref(info, &mut scratch);
                 if batch.len() == LIST_BATCH {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(LIST_BATCH));
+                    let full = std::mem::replace(&mut batch, fresh());
                     // The client went away: stop walking.
-                    tx.blocking_send(Ok(pb::ListSnapshotsResponse { info: full }))
-                        .map_err(|_| Error::Closed)?;
+                    tx.blocking_send(Ok(full)).map_err(|_| Error::Closed)?;
                 }
                 Ok(())
             });
@@ -313,7 +316,7 @@ impl Snapshots for SnapshotService {
             metrics.observe("list", backend.name(), start.elapsed(), code);
             let last = match result {
                 Ok(()) if batch.is_empty() => return,
-                Ok(()) => Ok(pb::ListSnapshotsResponse { info: batch }),
+                Ok(()) => Ok(batch),
                 Err(Error::Closed) => return,
                 Err(e) => Err(to_status(&e)),
             };

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use strata_core::snapshot::Labels;
-use strata_core::{Error, Info, Kind, Result, Usage};
+use strata_core::{Error, Info, InfoRef, Kind, Result, Usage};
 
 /// Format version written as the first byte of every record.
 const RECORD_V1: u8 = 1;
@@ -125,6 +125,48 @@ impl Record {
     }
 }
 
+/// Calls `f` with the record stored as `bytes` under `key`, borrowed: no label map, no
+/// string copied. Checks exactly what [`Record::decode`] checks.
+pub fn with_info_ref<T>(
+    key: &str,
+    bytes: &[u8],
+    f: impl FnOnce(&InfoRef<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut r = Reader { bytes, key };
+    let version = r.u8()?;
+    if version != RECORD_V1 {
+        return Err(r.corrupt(&format!("unknown record version {version}")));
+    }
+    let _id = r.u64()?;
+    let kind = match r.u8()? {
+        1 => Kind::View,
+        2 => Kind::Active,
+        3 => Kind::Committed,
+        other => return Err(r.corrupt(&format!("unknown kind {other}"))),
+    };
+    let created = r.time()?;
+    let updated = r.time()?;
+    if r.u8()? != 0 {
+        r.take(16)?;
+    }
+    let parent = r.str_ref()?;
+    let n = r.u32()? as usize;
+    let mut labels = Vec::with_capacity(n.min(r.bytes.len() / 8));
+    for _ in 0..n {
+        let k = r.str_ref()?;
+        let v = r.str_ref()?;
+        labels.push((k, v));
+    }
+    f(&InfoRef {
+        name: key,
+        parent,
+        kind,
+        labels: &labels,
+        created,
+        updated,
+    })
+}
+
 fn put_time(out: &mut Vec<u8>, t: SystemTime) {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     out.extend_from_slice(&d.as_secs().to_le_bytes());
@@ -141,12 +183,12 @@ struct Reader<'a> {
     key: &'a str,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn corrupt(&self, what: &str) -> Error {
         crate::errors::corrupted(format!("record of snapshot {:?}", self.key), what)
     }
 
-    fn take(&mut self, n: usize) -> Result<&[u8]> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.bytes.len() < n {
             return Err(self.corrupt("truncated"));
         }
@@ -180,6 +222,12 @@ impl Reader<'_> {
         Ok(UNIX_EPOCH + Duration::new(secs, nanos))
     }
 
+    fn str_ref(&mut self) -> Result<&'a str> {
+        let n = self.u32()? as usize;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes).map_err(|_| self.corrupt("string is not UTF-8"))
+    }
+
     fn string(&mut self) -> Result<String> {
         let n = self.u32()? as usize;
         let bytes = self.take(n)?.to_vec();
@@ -208,6 +256,13 @@ mod tests {
             }),
         };
         assert_eq!(Record::decode("k", &record.encode()).unwrap(), record);
+        // The borrowed reading sees the same info.
+        let info = record.info("k");
+        with_info_ref("k", &record.encode(), |r| {
+            info.with_ref(|expected| assert_eq!(r, expected));
+            Ok(())
+        })
+        .unwrap();
     }
 
     /// A truncated or unknown record is a clear Store error, never a panic.
@@ -226,6 +281,10 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(matches!(
                 Record::decode("k", &bytes[..n]),
+                Err(Error::Store(strata_core::StoreError::Corrupted { .. }))
+            ));
+            assert!(matches!(
+                with_info_ref("k", &bytes[..n], |_| Ok(())),
                 Err(Error::Store(strata_core::StoreError::Corrupted { .. }))
             ));
         }

@@ -11,7 +11,7 @@ use redb::{
 };
 use strata_core::labels;
 use strata_core::snapshot::Labels;
-use strata_core::{Error, Filter, Info, Kind, Result, Usage};
+use strata_core::{Error, Filter, Info, InfoRef, Kind, Result, Usage};
 
 use crate::codec::Record;
 use crate::errors::{StoreContext, corrupted};
@@ -323,6 +323,20 @@ impl ReadTx {
     /// Calls `f` for every snapshot matching `filter`, in key order.
     pub fn walk(&self, filter: &Filter, f: &mut dyn FnMut(Info) -> Result<()>) -> Result<()> {
         walk(self.snapshots()?, self.labels()?, filter, f)
+    }
+
+    /// Calls `f` for every snapshot, in key order, with its info borrowed from the stored
+    /// record (no [`Info`] built): what a full List encodes.
+    pub fn walk_refs(&self, f: &mut dyn FnMut(&InfoRef<'_>) -> Result<()>) -> Result<()> {
+        for entry in self
+            .snapshots()?
+            .range::<&str>(..)
+            .store("iterating snapshots")?
+        {
+            let (k, v) = entry.store("iterating snapshots")?;
+            crate::codec::with_info_ref(k.value(), v.value(), |info| f(info))?;
+        }
+        Ok(())
     }
 
     /// Every id the store knows.

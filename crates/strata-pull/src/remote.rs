@@ -113,6 +113,15 @@ impl Snapshotter for Remote {
         self.inner.walk(ctx, filter, f)
     }
 
+    fn walk_refs(
+        &self,
+        ctx: &Ctx,
+        filter: &Filter,
+        f: &mut dyn FnMut(&strata_core::InfoRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.inner.walk_refs(ctx, filter, f)
+    }
+
     fn census(&self, ctx: &Ctx) -> Result<Census> {
         self.inner.census(ctx)
     }
