@@ -216,7 +216,8 @@ c_limited_dd_fails() {
   [ "$rc" -eq 0 ] || { echo "ctr tasks exec failed ($rc)"; return 1; }
   case "$out" in *"Disk quota exceeded"*) ;; *) echo "no 'Disk quota exceeded' from dd"; return 1 ;; esac
   case "$out" in *"dd exit 0"*) echo "dd succeeded"; return 1 ;; esac
-  return 0
+  grep 'Disk quota exceeded' <<<"$out" | head -n 1 >"$T/dd-error"
+
 }
 
 c_limited_room_again() {
@@ -308,6 +309,7 @@ check "btrfs quotas are on" c_quotas_on
 check "ctr images import: 3 layers unpacked past the default limit (extraction snapshots have none)" c_import
 check "ctr run: the container's snapshot gets the default 1 MiB qgroup limit" c_run_limited
 check "container: dd past the default limit fails with 'Disk quota exceeded'" c_limited_dd_fails
+[ ! -s "$T/dd-error" ] || note "the container's dd said: $(cat "$T/dd-error")"
 check "container: after deleting the file, writes succeed again" c_limited_room_again
 check "ctr run --snapshotter-label $LABEL=64MiB: label in strata, 64 MiB qgroup limit" c_run_neighbour
 check "neighbour: dd of 8 MiB (past the default) succeeds" c_neighbour_dd_succeeds
