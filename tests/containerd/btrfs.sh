@@ -281,7 +281,9 @@ c_no_subvolume_left() {
 c_no_qgroup_charged() {
   # Once btrfs has dropped the deleted subvolumes, no level-0 qgroup other than the
   # top level's may still be charged with bytes (stale qgroups at 0 are the kernel's).
-  btrfs subvolume sync "$MNT" >/dev/null || return 1
+  # (A transaction commit wakes btrfs's cleaner, which then drops them at once rather than
+  # at the next periodic commit, up to 30 s away.)
+  btrfs filesystem sync "$MNT" >/dev/null && timeout 120 btrfs subvolume sync "$MNT" >/dev/null || return 1
   local left
   left=$(btrfs qgroup show --raw "$MNT" | awk 'NR > 2 && $1 ~ /^0\// && $1 != "0/5" && ($2 != 0 || $3 != 0)')
   btrfs qgroup show --raw "$MNT"

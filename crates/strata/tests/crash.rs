@@ -189,14 +189,37 @@ enum Known {
 /// and after Cleanup metadata and disk agree.
 #[tokio::test(flavor = "multi_thread")]
 async fn random_kills_during_workload() {
+    random_kills(BACKENDS, Path::new("/tmp"), &[]).await;
+}
+
+/// The same on the btrfs backend, on a loop btrfs (needs root) with simple quotas and a
+/// default size limit, so that every Prepare also creates and limits a qgroup: after each
+/// restart and Cleanup, besides the checks above, `strata fsck` is clean (no orphan or
+/// missing subvolume, read-only flags as each snapshot's kind says), the subvolumes under the
+/// root are exactly the snapshots', and once btrfs has dropped the deleted subvolumes no
+/// qgroup of a subvolume that is gone is still charged with bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn random_kills_during_workload_on_btrfs() {
+    let fs = strata_sys::testing::LoopBtrfs::new(1 << 30);
+    let config = fs.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        "[btrfs]\nquota = \"simple\"\ndefault_max_size = 67108864\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    random_kills(&["btrfs"], fs.path(), &["--config", config]).await;
+}
+
+async fn random_kills(backends: &[&str], base: &Path, extra: &[&str]) {
     let rounds: usize = std::env::var("STRATA_CRASH_ROUNDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(6);
     let mut kills = 0;
     let mut checked = 0;
-    for backend in BACKENDS {
-        let mut d = Daemon::start(backend);
+    for backend in backends {
+        let mut d = Daemon::start_in(base, backend, extra);
         let mut known: BTreeMap<String, Known> = BTreeMap::new();
         let mut seed = 0x5eed_u64 ^ backend.len() as u64;
         for round in 0..rounds {
@@ -258,10 +281,86 @@ async fn random_kills_during_workload() {
             c.cleanup().await.unwrap();
             d.stop();
             d.assert_disk_matches_metadata(backend);
+            if *backend == "btrfs" {
+                assert_btrfs_consistent(&d, base, extra);
+            }
             d.restart();
         }
     }
     eprintln!("random kills: {kills}, acknowledged facts checked: {checked}");
+}
+
+/// A stopped btrfs daemon's root, after Cleanup: `strata fsck` finds nothing, the
+/// subvolumes under the root are exactly one per snapshot directory, and (once btrfs has
+/// dropped the deleted ones) no qgroup of a vanished subvolume still holds bytes.
+fn assert_btrfs_consistent(d: &Daemon, fs: &Path, extra: &[&str]) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("fsck")
+        .args(extra)
+        .arg("--root")
+        .arg(&d.root)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "strata fsck after kills:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let btrfs = |args: &[&str]| {
+        let out = std::process::Command::new("btrfs")
+            .args(args)
+            .arg(fs)
+            .output()
+            .expect("btrfs (btrfs-progs)");
+        assert!(out.status.success(), "btrfs {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // `ID 258 gen 12 top level 5 path <path>`: the live subvolumes and their paths.
+    let live: BTreeMap<u64, String> = btrfs(&["subvolume", "list"])
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f.get(1)?.parse().ok()?, f.last()?.to_string()))
+        })
+        .collect();
+    let snapshots = d.snapshots_dir();
+    let rel = snapshots.strip_prefix(fs).unwrap().to_str().unwrap();
+    let mut ours: Vec<String> = live
+        .values()
+        .filter_map(|p| p.strip_prefix(rel)?.strip_prefix('/').map(str::to_owned))
+        .collect();
+    ours.sort();
+    let mut dirs: Vec<String> = d
+        .snapshot_dirs()
+        .into_iter()
+        .map(|n| format!("{n}/fs"))
+        .collect();
+    dirs.sort();
+    assert_eq!(ours, dirs, "subvolumes under {rel} vs snapshot directories");
+    // A transaction commit wakes the cleaner, which drops the deleted subvolumes at once
+    // (otherwise it waits for the next periodic commit, up to 30 s).
+    btrfs(&["filesystem", "sync"]);
+    btrfs(&["subvolume", "sync"]);
+    // `0/258  16384  16384  <path>`: level-0 qgroups, referenced and exclusive bytes.
+    let mut seen = 0;
+    for line in btrfs(&["qgroup", "show", "--raw"]).lines().skip(2) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let Some(id) = f.first().and_then(|q| q.strip_prefix("0/")) else {
+            continue;
+        };
+        let id: u64 = id.parse().unwrap();
+        if id == 5 || live.contains_key(&id) {
+            seen += usize::from(live.contains_key(&id));
+            continue;
+        }
+        assert!(
+            f[1] == "0" && f[2] == "0",
+            "qgroup 0/{id} of a deleted subvolume still charged: {line}"
+        );
+    }
+    // Quotas are on: every live subvolume has its qgroup (so the listing was read right).
+    assert_eq!(seen, live.len(), "qgroups of the live subvolumes");
 }
 
 /// One client's share of the workload: runs until the daemon dies, returns what it knows for
