@@ -8,8 +8,10 @@
 //! other two servers walk files whatever the quota state, and pay the same accounting
 //! overhead on writes). Every row is measured in `rounds` rounds, the servers' order rotating
 //! each round; a row's figure is the median of the per-round p50s, with the smallest and
-//! largest per-round p50 beside it. After each round, the benchmark waits until btrfs has
-//! dropped the subvolumes that round deleted (`btrfs subvolume sync`).
+//! largest per-round p50 beside it. After each round, the benchmark wakes btrfs's cleaner
+//! thread (`btrfs filesystem sync`) and waits until it has dropped the subvolumes that round
+//! deleted (`btrfs subvolume sync`), so that this work does not land in the next measurement.
+//! `--rows` picks rows by name.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -19,7 +21,7 @@ use strata_core::Mount;
 
 use crate::Result;
 use crate::env::Env;
-use crate::ops::{Target, labels, syncfs, write_tree};
+use crate::ops::{Target, labels, write_tree};
 use crate::report::fmt_dur;
 use crate::server::{Binaries, Kind, Server};
 
@@ -35,6 +37,8 @@ pub struct BtrfsConfig {
     pub rounds: usize,
     /// Timed operations per round of each light row.
     pub ops: usize,
+    /// Only the rows whose lower-cased name contains one of these (all when empty).
+    pub rows: Vec<String>,
 }
 
 /// One row: per server, the median over rounds of each round's p50, and the spread.
@@ -133,6 +137,10 @@ pub async fn run(env: &Env, cfg: &BtrfsConfig) -> Result<Vec<Row>> {
     ];
     let mut out = Vec::new();
     for (name, op) in rows {
+        let lower = name.to_lowercase();
+        if !cfg.rows.is_empty() && !cfg.rows.iter().any(|r| lower.contains(r.as_str())) {
+            continue;
+        }
         let mut per: Vec<Vec<f64>> = vec![Vec::new(); candidates.len()];
         for round in 0..cfg.rounds {
             for k in 0..candidates.len() {
@@ -279,13 +287,16 @@ async fn measure(t: &Target, op: Op, ops: usize) -> Result<f64> {
     // containerd 1.6's btrfs snapshotter has no Cleanup (Unimplemented): it deletes at
     // Remove.
     let _ = c.cleanup().await;
-    syncfs(t.server.disk_root())?;
     // Deleted subvolumes are dropped by a kernel thread afterwards; wait for it, or its work
-    // lands in whichever server's measurement comes next.
-    let _ = std::process::Command::new("btrfs")
-        .args(["subvolume", "sync"])
-        .arg(t.server.disk_root())
-        .output();
+    // lands in whichever server's measurement comes next. `btrfs filesystem sync`
+    // (BTRFS_IOC_SYNC) commits the transaction and wakes that thread; a plain syncfs does
+    // not, and the drop then waits for the next periodic commit (up to 30 s per round).
+    for args in [["filesystem", "sync"], ["subvolume", "sync"]] {
+        let _ = std::process::Command::new("btrfs")
+            .args(args)
+            .arg(t.server.disk_root())
+            .output();
+    }
     Ok(p50(samples))
 }
 

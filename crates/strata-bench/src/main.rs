@@ -156,6 +156,10 @@ struct BtrfsArgs {
     /// Timed operations per round of a light row
     #[arg(long, default_value_t = 100)]
     ops: usize,
+    /// Only the rows whose name contains one of these (comma-separated, case-insensitive:
+    /// e.g. `commit,prepare`)
+    #[arg(long, value_delimiter = ',')]
+    rows: Vec<String>,
     /// Also write the results as JSON to this file
     #[arg(long)]
     json: Option<PathBuf>,
@@ -311,6 +315,7 @@ async fn btrfs_cmd(env: &Env, a: BtrfsArgs) -> Result<()> {
             disk_size: a.disk_size,
             rounds: a.rounds.max(1),
             ops: a.ops.max(1),
+            rows: a.rows.iter().map(|r| r.to_lowercase()).collect(),
         },
     )
     .await?;
