@@ -15,6 +15,8 @@
 # - a third namespace pulls it the ordinary way (`ctr images pull`, no labels): its rootfs
 #   lists identically (canonical listing) to the second's;
 # - `ctr images rm` + GC removes every snapshot from the backend;
+# - HTTPS: a registry whose certificate a CA named in hosts.toml (`ca`) signed: every layer
+#   pulled by Strata; without the `ca`, refused (fallback);
 # - fallbacks, each pull still succeeding through containerd's own path: the registry goes
 #   down mid-pull (a relay that cuts a layer's body, then refuses connections); a dead mirror
 #   and then a layer blob with the wrong digest; a layer of a media type Strata does not
@@ -32,11 +34,12 @@ PORT=${PULL_TEST_PORT:-5731}
 DEAD_PORT=$((PORT + 1))
 BAD_PORT=$((PORT + 2))
 CUT_PORT=$((PORT + 3))
+TLS_PORT=$((PORT + 4))
 fail() { echo "pull/run.sh: FAIL: $*" >&2; exit 1; }
 note() { echo "pull/run.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || fail "needs root"
-for p in docker-registry skopeo containerd runc go curl; do
-  command -v $p >/dev/null || { apt-get install -y docker-registry skopeo containerd runc golang-go golang-github-containerd-containerd-dev curl >/dev/null; break; }
+for p in docker-registry skopeo containerd runc go curl openssl; do
+  command -v $p >/dev/null || { apt-get install -y docker-registry skopeo containerd runc golang-go golang-github-containerd-containerd-dev curl openssl >/dev/null; break; }
 done
 
 PIDS=()
@@ -101,14 +104,30 @@ sed -e "s#$T/registry\$#$T/registry-bad#" -e "s#:$PORT\$#:$BAD_PORT#" "$T/regist
 docker-registry serve "$T/registry-bad.yml" >"$T/registry-bad.log" 2>&1 & PIDS+=($!)
 for _ in $(seq 50); do curl -sf "http://127.0.0.1:$BAD_PORT/v2/" >/dev/null && break; sleep 0.2; done
 
+# The registry again over HTTPS on TLS_PORT (same storage), its certificate (for IP
+# 127.0.0.1) signed by a CA made here: Strata trusts it only through hosts.toml's `ca`.
+mkdir -p "$T/tls"
+(cd "$T/tls" &&
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj "/CN=strata test CA" &&
+  openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj "/CN=127.0.0.1" &&
+  printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >server.ext &&
+  openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.pem -days 2 -extfile server.ext
+) >"$T/tls/openssl.log" 2>&1 || fail "making the test CA: $(cat "$T/tls/openssl.log")"
+sed -e "s#:$PORT\$#:$TLS_PORT#" "$T/registry.yml" >"$T/registry-tls.yml"
+printf '  tls:\n    certificate: %s\n    key: %s\n' "$T/tls/server.pem" "$T/tls/server.key" >>"$T/registry-tls.yml"
+docker-registry serve "$T/registry-tls.yml" >"$T/registry-tls.log" 2>&1 & PIDS+=($!)
+for _ in $(seq 50); do curl -sf --cacert "$T/tls/ca.pem" "https://127.0.0.1:$TLS_PORT/v2/" >/dev/null && break; sleep 0.2; done
+curl -sf --cacert "$T/tls/ca.pem" "https://127.0.0.1:$TLS_PORT/v2/" >/dev/null || fail "the TLS registry does not answer: $(tail -3 "$T/registry-tls.log")"
+
 # Strata's hosts: the registry over plain HTTP. "localhost:PORT" is the same registry under
 # another name, which containerd reaches directly; for Strata it names other servers, per
 # phase (set_localhost).
 REF2=localhost:$PORT/strata/pulltest:1
 mkdir -p "$T/certs.d/127.0.0.1:$PORT" "$T/certs.d/localhost:$PORT"
 echo "server = \"http://127.0.0.1:$PORT\"" >"$T/certs.d/127.0.0.1:$PORT/hosts.toml"
-set_localhost() { # set_localhost SERVER_PORT [MIRROR_PORT]
-  printf 'server = "http://127.0.0.1:%s"\n' "$1" >"$T/certs.d/localhost:$PORT/hosts.toml"
+set_localhost() { # set_localhost SERVER_URL [MIRROR_PORT] [CA_FILE]
+  printf 'server = "%s"\n' "$1" >"$T/certs.d/localhost:$PORT/hosts.toml"
+  [ -z "${3:-}" ] || printf 'ca = "%s"\n' "$3" >>"$T/certs.d/localhost:$PORT/hosts.toml"
   [ -z "${2:-}" ] || printf '[host."http://127.0.0.1:%s"]\n  capabilities = ["pull", "resolve"]\n' \
     "$2" >>"$T/certs.d/localhost:$PORT/hosts.toml"
 }
@@ -222,10 +241,29 @@ for BACKEND in "${BACKENDS[@]}"; do
   remove_all "pa$B=$REF" "pc$B=$REF" "po$B=$REF"
   note "PASS $SN: images rm + GC removed every snapshot"
 
+  note "$SN: HTTPS: the registry with a certificate from a CA named in hosts.toml"
+  set_localhost "https://127.0.0.1:$TLS_PORT" "" "$T/tls/ca.pem"
+  mark
+  pull "ta$B" "$REF2"
+  [ "$(since "$FELL")" = 0 ] || fail "$SN: fallbacks over HTTPS: $(since_lines "$FELL" | head -3)"
+  [ "$(since "$PULLED")" = 4 ] || fail "$SN: Strata pulled $(since "$PULLED") layers over HTTPS, expected 4"
+  no_layer_blobs "ta$B" $LAYERS
+  remove_all "ta$B=$REF2"
+  note "PASS $SN: 4 layers pulled over HTTPS (CA from hosts.toml)"
+  set_localhost "https://127.0.0.1:$TLS_PORT"
+  mark
+  pull "tb$B" "$REF2"
+  since_lines "$FELL" | grep -F "${LAYER_LIST[0]}" | grep -qi "certificate" \
+    || fail "$SN: no certificate fallback without the CA: $(since_lines "$FELL" | head -2)"
+  [ "$(since "$PULLED")" = 0 ] || fail "$SN: Strata pulled over HTTPS from an untrusted server"
+  run_ok "tb$B" "$REF2"
+  remove_all "tb$B=$REF2"
+  note "PASS $SN: without the CA, the untrusted server is refused and containerd pulls"
+
   note "$SN: fallback: the registry (as Strata reaches it) goes down mid-pull"
   python3 "$HERE/cutproxy.py" "$CUT_PORT" "$PORT" 65536 2>"$T/cut-$B.log" & PIDS+=($!)
   for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$CUT_PORT") 2>/dev/null && break; sleep 0.1; done
-  set_localhost "$CUT_PORT"
+  set_localhost "http://127.0.0.1:$CUT_PORT"
   mark
   pull "fd$B" "$REF2"
   grep -q cut "$T/cut-$B.log" || fail "$SN: the relay never cut the connection"
@@ -235,7 +273,7 @@ for BACKEND in "${BACKENDS[@]}"; do
   remove_all "fd$B=$REF2"
 
   note "$SN: fallback: a dead mirror, then a blob with the wrong digest"
-  set_localhost "$BAD_PORT" "$DEAD_PORT"
+  set_localhost "http://127.0.0.1:$BAD_PORT" "$DEAD_PORT"
   mark
   pull "fb$B" "$REF2"
   since_lines "$FELL" | grep -F "$LAST" | grep -q "digest mismatch" \

@@ -1,9 +1,10 @@
 //! Registry endpoints for a host, read from containerd's `hosts.toml` directory
 //! (`<dir>/<host>/hosts.toml`, else `<dir>/_default/hosts.toml`): the `[host."…"]` mirrors in
-//! file order, then `server`; each with its `capabilities`, `skip_verify` and
+//! file order, then `server`; each with its `capabilities`, `skip_verify`, `ca` (a file or
+//! a list of files of PEM CA certificates, relative to the host's directory) and
 //! `override_path`. Parsing is pure; [`endpoints`] reads the file.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{PullError, Result};
 
@@ -16,6 +17,8 @@ pub struct Endpoint {
     pub pull: bool,
     /// Do not verify the TLS certificate.
     pub skip_verify: bool,
+    /// Files of PEM CA certificates trusted for this endpoint, besides the system's.
+    pub ca: Vec<PathBuf>,
 }
 
 /// The endpoint containerd uses for `host` with no hosts.toml: HTTPS (`docker.io` is served
@@ -31,6 +34,24 @@ pub fn default_endpoint(host: &str, plain: bool) -> Endpoint {
         api: format!("{scheme}://{host}/v2"),
         pull: true,
         skip_verify: false,
+        ca: Vec::new(),
+    }
+}
+
+/// The `ca` setting of a table: a path or a list of paths.
+fn ca_of(settings: &toml::Table, what: &str) -> std::result::Result<Vec<PathBuf>, String> {
+    match settings.get("ca") {
+        None => Ok(Vec::new()),
+        Some(toml::Value::String(p)) => Ok(vec![PathBuf::from(p)]),
+        Some(toml::Value::Array(a)) => a
+            .iter()
+            .map(|p| {
+                p.as_str()
+                    .map(PathBuf::from)
+                    .ok_or_else(|| format!("{what}: ca holds a non-string"))
+            })
+            .collect(),
+        Some(_) => Err(format!("{what}: ca is neither a path nor a list of paths")),
     }
 }
 
@@ -73,6 +94,7 @@ pub fn parse(text: &str, host: &str, plain: bool) -> std::result::Result<Vec<End
                 api: api_of(url, plain, flag("override_path")),
                 pull: capabilities.contains(&"pull"),
                 skip_verify: flag("skip_verify"),
+                ca: ca_of(settings, &format!("host {url:?}"))?,
             });
         }
     }
@@ -84,6 +106,7 @@ pub fn parse(text: &str, host: &str, plain: bool) -> std::result::Result<Vec<End
                 .get("skip_verify")
                 .and_then(|v| v.as_bool())
                 .unwrap_or(false),
+            ca: ca_of(&doc, "server")?,
         }),
         Some(None) => return Err("`server` is not a string".into()),
         None => endpoints.push(default_endpoint(host, plain)),
@@ -106,7 +129,15 @@ pub fn endpoints(dir: &Path, host: &str, plain: bool) -> Result<Vec<Endpoint>> {
                     path: candidate.clone(),
                     why,
                 })?;
-                return Ok(all.into_iter().filter(|e| e.pull).collect());
+                let base = candidate.parent().unwrap_or(dir);
+                return Ok(all
+                    .into_iter()
+                    .filter(|e| e.pull)
+                    .map(|mut e| {
+                        e.ca = e.ca.iter().map(|p| base.join(p)).collect();
+                        e
+                    })
+                    .collect());
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => {
@@ -137,6 +168,7 @@ server = "https://registry-1.docker.io"
   skip_verify = true
 [host."https://other.example/api"]
   override_path = true
+  ca = ["a.pem", "/etc/b.pem"]
 "#;
         let e = parse(text, "docker.io", false).unwrap();
         let apis: Vec<_> = e
@@ -152,6 +184,12 @@ server = "https://registry-1.docker.io"
                 ("https://registry-1.docker.io/v2", true, false),
             ]
         );
+        assert_eq!(e[2].ca, vec![PathBuf::from("a.pem"), "/etc/b.pem".into()]);
+        assert_eq!(
+            parse("server = \"https://s\"\nca = \"c.pem\"", "h", false).unwrap()[0].ca,
+            vec![PathBuf::from("c.pem")]
+        );
+        assert!(parse("server = \"https://s\"\nca = 3", "h", false).is_err());
     }
 
     /// Without `server` the host itself is last; plain hosts default to HTTP.
@@ -178,12 +216,13 @@ server = "https://registry-1.docker.io"
         std::fs::create_dir_all(dir.path().join("r.example:5000")).unwrap();
         std::fs::write(
             dir.path().join("r.example:5000/hosts.toml"),
-            "server = \"http://r.example:5000\"\n[host.\"http://m\"]\ncapabilities = [\"resolve\"]\n",
+            "server = \"http://r.example:5000\"\nca = \"ca.pem\"\n[host.\"http://m\"]\ncapabilities = [\"resolve\"]\n",
         )
         .unwrap();
         let e = endpoints(dir.path(), "r.example:5000", false).unwrap();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].api, "http://r.example:5000/v2");
+        assert_eq!(e[0].ca, vec![dir.path().join("r.example:5000/ca.pem")]);
         assert_eq!(
             endpoints(dir.path(), "q.example", false).unwrap(),
             vec![default_endpoint("q.example", false)]

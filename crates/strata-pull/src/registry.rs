@@ -2,18 +2,25 @@
 //! endpoint fallback (mirrors from hosts.toml, then the server), anonymous, basic and
 //! bearer-token auth, retries with backoff, bounded redirects and bounded answers.
 //!
+//! HTTPS is verified against the system's CA certificates (`SSL_CERT_FILE`, else Debian's
+//! `/etc/ssl/certs/ca-certificates.crt`; the compiled-in Mozilla roots when neither is
+//! readable) plus the endpoint's `ca` files from hosts.toml; `skip_verify` turns
+//! verification off for that endpoint, as in containerd.
+//!
 //! Hostile answers are bounded: a manifest or config larger than the configured limit, a
 //! blob longer than its descriptor's size, a token response over 1 MiB, a stalled body
 //! (per-read timeout) and redirect loops (`max_redirects`) are all errors.
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::Mutex;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_layer::Digest;
 use ureq::Agent;
 use ureq::http::Response;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use crate::auth::{self, Credentials, parse_challenges};
 use crate::config::PullConfig;
@@ -33,6 +40,32 @@ pub struct Registry {
     credentials: HashMap<String, Credentials>,
     /// Authorization values that worked, by host and repository.
     tokens: Mutex<HashMap<(String, String), String>>,
+    /// TLS settings built so far, by the endpoint's CA files and `skip_verify`.
+    tls: Mutex<HashMap<(Vec<PathBuf>, bool), TlsConfig>>,
+}
+
+/// The system's CA bundle: `SSL_CERT_FILE`, else Debian's.
+fn system_roots() -> Vec<Certificate<'static>> {
+    let path = std::env::var_os("SSL_CERT_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+    match std::fs::read(&path) {
+        Ok(pem) => certificates(&pem),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "no system CA bundle");
+            Vec::new()
+        }
+    }
+}
+
+/// The certificates of a PEM text (other items skipped).
+fn certificates(pem: &[u8]) -> Vec<Certificate<'static>> {
+    ureq::tls::parse_pem(pem)
+        .filter_map(|item| match item {
+            Ok(PemItem::Certificate(c)) => Some(c),
+            _ => None,
+        })
+        .collect()
 }
 
 /// A blob body that fails once it runs past its declared size.
@@ -82,7 +115,42 @@ impl Registry {
             config,
             credentials,
             tokens: Mutex::default(),
+            tls: Mutex::default(),
         })
+    }
+
+    /// The TLS settings of an endpoint trusting the system's roots plus `ca`'s certificates.
+    fn tls(&self, ca: &[PathBuf], skip_verify: bool) -> Result<TlsConfig> {
+        let key = (ca.to_vec(), skip_verify);
+        if let Some(tls) = self.tls.lock().expect("tls").get(&key) {
+            return Ok(tls.clone());
+        }
+        let mut certs = system_roots();
+        for path in ca {
+            let pem = std::fs::read(path).map_err(|e| PullError::ConfigFile {
+                path: path.clone(),
+                why: format!("reading the CA file: {e}"),
+            })?;
+            let found = certificates(&pem);
+            if found.is_empty() {
+                return Err(PullError::ConfigFile {
+                    path: path.clone(),
+                    why: "no PEM certificate in the CA file".into(),
+                });
+            }
+            certs.extend(found);
+        }
+        let roots = if certs.is_empty() {
+            RootCerts::WebPki
+        } else {
+            RootCerts::Specific(Arc::new(certs))
+        };
+        let tls = TlsConfig::builder()
+            .root_certs(roots)
+            .disable_verification(skip_verify)
+            .build();
+        self.tls.lock().expect("tls").insert(key, tls.clone());
+        Ok(tls)
     }
 
     /// The configuration the client runs with.
@@ -155,17 +223,18 @@ impl Registry {
         let mut last = None;
         for endpoint in self.endpoints(r)? {
             let url = format!("{}/{}/{path}", endpoint.api, r.repository);
-            if url.starts_with("https://") {
-                // This build has no TLS: say so, and let the next endpoint or the fallback act.
-                last = Some(PullError::Registry {
-                    url,
-                    why: "HTTPS endpoints need TLS, which this build of Strata lacks; \
-                          name an http:// server in hosts.toml or list the host in plain_http"
-                        .into(),
-                });
-                continue;
-            }
-            match self.get_one(r, &url, accept) {
+            let tls = if url.starts_with("https://") {
+                match self.tls(&endpoint.ca, endpoint.skip_verify) {
+                    Ok(tls) => Some(tls),
+                    Err(e) => {
+                        last = Some(e);
+                        continue;
+                    }
+                }
+            } else {
+                None
+            };
+            match self.get_one(r, &url, accept, tls.as_ref()) {
                 Ok(response) => return Ok((url, response)),
                 Err(e) => {
                     tracing::debug!(%url, error = %e, "endpoint failed; trying the next");
@@ -179,13 +248,22 @@ impl Registry {
         }))
     }
 
-    fn get_one(&self, r: &Reference, url: &str, accept: &str) -> Result<Response<ureq::Body>> {
+    fn get_one(
+        &self,
+        r: &Reference,
+        url: &str,
+        accept: &str,
+        tls: Option<&TlsConfig>,
+    ) -> Result<Response<ureq::Body>> {
         let key = (r.host.clone(), r.repository.clone());
         let mut authorized_once = false;
         let mut attempt = 0u32;
         loop {
             let authorization = self.tokens.lock().expect("tokens").get(&key).cloned();
             let mut request = self.agent.get(url).header("Accept", accept);
+            if let Some(tls) = tls {
+                request = request.config().tls_config(tls.clone()).build();
+            }
             if let Some(a) = &authorization {
                 request = request.header("Authorization", a);
             }
@@ -202,7 +280,7 @@ impl Registry {
                                 .and_then(|v| v.to_str().ok())
                                 .unwrap_or_default()
                                 .to_owned();
-                            let value = self.authorize(r, url, &header)?;
+                            let value = self.authorize(r, url, &header, tls)?;
                             self.tokens
                                 .lock()
                                 .expect("tokens")
@@ -241,7 +319,13 @@ impl Registry {
 
     /// The Authorization value answering a challenge: basic credentials, or a bearer token
     /// fetched from the challenge's realm (with basic credentials when we have them).
-    fn authorize(&self, r: &Reference, url: &str, header: &str) -> Result<String> {
+    fn authorize(
+        &self,
+        r: &Reference,
+        url: &str,
+        header: &str,
+        tls: Option<&TlsConfig>,
+    ) -> Result<String> {
         let credentials = self.credentials.get(&r.host);
         let challenges = parse_challenges(header);
         let fail = |why: String| PullError::Registry {
@@ -253,11 +337,6 @@ impl Registry {
                 .params
                 .get("realm")
                 .ok_or_else(|| fail("bearer challenge without realm".into()))?;
-            if realm.starts_with("https://") {
-                return Err(fail(format!(
-                    "token realm {realm} needs TLS, which this build lacks"
-                )));
-            }
             let scope = bearer
                 .params
                 .get("scope")
@@ -268,6 +347,14 @@ impl Registry {
                 token_url.push_str(&format!("&service={}", auth::query_escape(service)));
             }
             let mut request = self.agent.get(&token_url);
+            if token_url.starts_with("https://") {
+                // The realm's own host: the system's roots, and the endpoint's CA files.
+                let tls = match tls {
+                    Some(t) => t.clone(),
+                    None => self.tls(&[], false)?,
+                };
+                request = request.config().tls_config(tls).build();
+            }
             if let Some(c) = credentials {
                 request = request.header("Authorization", &auth::basic(c));
             }

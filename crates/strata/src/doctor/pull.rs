@@ -44,8 +44,8 @@ pub fn pull_check(config: &Config) -> Check {
         Status::Ok,
         format!(
             "on for remote-snapshot Prepares (CRI disable_snapshot_annotations = false), \
-             {} layers at once; {hosts}{plain}; plain HTTP only (this build has no TLS: \
-             https registries fall back to containerd's pull)",
+             {} layers at once; {hosts}{plain}; HTTPS verified against the system's CA \
+             certificates plus each host's `ca` files",
             pull.max_concurrent_layers
         ),
     )
@@ -85,6 +85,6 @@ mod tests {
             "{}",
             c.detail
         );
-        assert!(c.detail.contains("no TLS"), "{}", c.detail);
+        assert!(c.detail.contains("HTTPS verified"), "{}", c.detail);
     }
 }
