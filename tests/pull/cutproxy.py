@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """A registry that goes down mid-pull: a TCP relay on 127.0.0.1 for the pull e2e test.
 
-    cutproxy.py LISTEN_PORT UPSTREAM_PORT CUT_BYTES
+    cutproxy.py LISTEN_PORT UPSTREAM_PORT CUT_BYTES [stall]
 
 Relays connections to 127.0.0.1:UPSTREAM_PORT until CUT_BYTES bytes have gone from the
 upstream to the clients in all; then it resets every open connection (a body stops
 mid-way) and closes its listening socket, so later connections are refused. Prints "cut"
-on stderr when it does.
+on stderr when it does. With "stall", it instead stops relaying and holds every
+connection open (a hung server), printing "stalled".
 """
 
 import socket
@@ -14,7 +15,10 @@ import struct
 import sys
 import threading
 
+import time
+
 listen_port, upstream_port, cut_bytes = (int(a) for a in sys.argv[1:4])
+stall = sys.argv[4:] == ["stall"]
 lock = threading.Lock()
 sent = 0
 open_socks = []
@@ -57,6 +61,10 @@ def pump(src, dst, count):
                 if room < len(data):
                     if room > 0:
                         dst.sendall(data[:room])
+                    if stall:
+                        print("stalled", file=sys.stderr, flush=True)
+                        while True:
+                            time.sleep(3600)
                     cut()
                     return
             dst.sendall(data)

@@ -17,6 +17,8 @@
 # - `ctr images rm` + GC removes every snapshot from the backend;
 # - HTTPS: a registry whose certificate a CA named in hosts.toml (`ca`) signed: every layer
 #   pulled by Strata; without the `ca`, refused (fallback);
+# - Strata killed (-9) while a layer's blob stalls: started again, it removes the half-built
+#   extraction snapshot, and nothing is left after a GC;
 # - fallbacks, each pull still succeeding through containerd's own path: the registry goes
 #   down mid-pull (a relay that cuts a layer's body, then refuses connections); a dead mirror
 #   and then a layer blob with the wrong digest; a layer of a media type Strata does not
@@ -140,7 +142,12 @@ hosts_dir = "$T/certs.d"
 retries = 0
 connect_timeout_secs = 2
 EOF
-RUST_LOG=info NO_COLOR=1 setsid "$STRATA" serve --config "$T/strata.toml" >"$T/strata.log" 2>&1 & PIDS+=($!)
+start_strata() { # (again, after a kill): appends to the same log
+  RUST_LOG=info NO_COLOR=1 setsid "$STRATA" serve --config "$T/strata.toml" >>"$T/strata.log" 2>&1 &
+  STRATA_PID=$!; PIDS+=($STRATA_PID)
+  for _ in $(seq 100); do [ -S "$T/strata.sock" ] && "$STRATA" ls --address "$T/strata.sock" >/dev/null 2>&1 && break; sleep 0.1; done
+}
+start_strata
 
 cat >"$T/containerd.toml" <<EOF
 version = 2
@@ -201,6 +208,9 @@ listing() { # listing NS OUT: canonical listing of the image's rootfs (top chain
   umount "$T/mnt-$1"
   $CTR -n "$1" snapshots --snapshotter "$SN" rm "view-$1"
 }
+containerd_gc_now() { # containerd_gc_now NS: a synchronous GC
+  $CTR -n "$1" leases create --id "gc-$1" >/dev/null && $CTR -n "$1" leases rm --sync "gc-$1" >/dev/null
+}
 remove_all() { # remove_all NS=REF...: images rm + GC; then the backend must hold no snapshot
   local pair left
   for pair in "$@"; do
@@ -259,6 +269,33 @@ for BACKEND in "${BACKENDS[@]}"; do
   run_ok "tb$B" "$REF2"
   remove_all "tb$B=$REF2"
   note "PASS $SN: without the CA, the untrusted server is refused and containerd pulls"
+
+  note "$SN: Strata killed mid-layer: the half-built layer is removed when it starts again"
+  STALL_PORT=$((PORT + 5))
+  python3 "$HERE/cutproxy.py" "$STALL_PORT" "$PORT" 65536 stall 2>"$T/stall-$B.log" & STALL=$!; PIDS+=($STALL)
+  for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$STALL_PORT") 2>/dev/null && break; sleep 0.1; done
+  set_localhost "http://127.0.0.1:$STALL_PORT"
+  timeout 60 "$T/stratapull" "$T/containerd.sock" "kx$B" "$SN" "$REF2" >"$T/kx-$B.out" 2>&1 & KX=$!
+  for _ in $(seq 200); do
+    "$STRATA" ls --address "$T/strata.sock" --snapshotter "$SN" | grep -q "pull-extract/" && break; sleep 0.1
+  done
+  "$STRATA" ls --address "$T/strata.sock" --snapshotter "$SN" | grep -q "pull-extract/" \
+    || fail "$SN: no extraction snapshot while the blob stalls ($(cat "$T/stall-$B.log"))"
+  mark
+  kill -9 "$STRATA_PID"; wait "$STRATA_PID" 2>/dev/null || true
+  start_strata
+  wait "$KX" 2>/dev/null || true # the pull fails with its snapshotter gone; that is expected
+  # containerd reconnects to the proxy with a backoff: wait until a Prepare reaches Strata.
+  for _ in $(seq 100); do
+    $CTR -n "kx$B" snapshots --snapshotter "$SN" prepare "probe-$B" >/dev/null 2>&1 && break; sleep 0.2
+  done
+  $CTR -n "kx$B" snapshots --snapshotter "$SN" rm "probe-$B" || fail "$SN: containerd does not reach Strata again"
+  kill "$STALL"; wait "$STALL" 2>/dev/null || true
+  [ "$(since "removed a half-built pulled layer")" = 1 ] || fail "$SN: no half-built layer removed on start"
+  containerd_gc_now "kx$B"
+  left=$("$STRATA" ls --address "$T/strata.sock" --snapshotter "$SN" | tail -n +2)
+  [ -z "$left" ] || fail "$SN: snapshots left after the restart and a GC: $left"
+  note "PASS $SN: killed mid-layer; the restart removed the half-built layer"
 
   note "$SN: fallback: the registry (as Strata reaches it) goes down mid-pull"
   python3 "$HERE/cutproxy.py" "$CUT_PORT" "$PORT" 65536 2>"$T/cut-$B.log" & PIDS+=($!)
