@@ -7,6 +7,11 @@
 #
 #   tests/pull/run.sh STRATA_BINARY [BACKEND...]     (default: overlay native)
 #
+# STRATA_E2E_CONTAINERD=1.7: Debian 13's containerd 1.7 (fetched once, see
+# scripts/lib/containerd.sh) first on PATH for this run instead of Debian 12's 1.6 (the
+# client, stratapull, stays the 1.6 library: the unpacker is client-side, the metadata
+# store that binds a layer by label and parent is the daemon's).
+#
 # For each backend:
 # - a first namespace pulls the image: Strata pulls all 4 layers itself (its log), no layer
 #   blob lands in containerd's content store, `ctr run` works;
@@ -40,6 +45,13 @@ TLS_PORT=$((PORT + 4))
 fail() { echo "pull/run.sh: FAIL: $*" >&2; exit 1; }
 note() { echo "pull/run.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || fail "needs root"
+case "${STRATA_E2E_CONTAINERD:-}" in
+  "") ;;
+  1.7) PATH=$(. "$REPO/scripts/lib/common.sh" && . "$REPO/scripts/lib/containerd.sh" && ensure_containerd17):$PATH ||
+         fail "could not fetch containerd 1.7" ;;
+  *) fail "STRATA_E2E_CONTAINERD='$STRATA_E2E_CONTAINERD': expected 1.7 (or unset)" ;;
+esac
+note "containerd $(containerd --version | awk '{print $3}') ($(command -v containerd))"
 for p in docker-registry skopeo containerd runc go curl openssl; do
   command -v $p >/dev/null || { apt-get install -y docker-registry skopeo containerd runc golang-go golang-github-containerd-containerd-dev curl openssl >/dev/null; break; }
 done
