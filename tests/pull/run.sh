@@ -56,6 +56,10 @@ for p in docker-registry skopeo containerd runc go curl openssl; do
   command -v $p >/dev/null || { apt-get install -y docker-registry skopeo containerd runc golang-go golang-github-containerd-containerd-dev curl openssl >/dev/null; break; }
 done
 
+# One run at a time on this machine (fixed directory and ports): a second waits.
+exec 9>"$T.lock"
+flock -w 900 9 || fail "another tests/pull/run.sh holds $T.lock"
+
 PIDS=()
 cleanup() {
   set +e

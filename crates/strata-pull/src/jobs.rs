@@ -472,6 +472,16 @@ impl Puller {
         }
     }
 
+    /// Whether a job of `backend` is building `key`: its extraction snapshot or the name it
+    /// commits under.
+    pub fn is_busy(&self, backend: &Arc<dyn Snapshotter>, key: &str) -> bool {
+        self.jobs
+            .lock()
+            .expect("jobs")
+            .keys()
+            .any(|(b, name)| b == backend.name() && (name == key || extraction_name(name) == key))
+    }
+
     /// Removes the extraction snapshots (`pull-extract/…`) of `backend` that no job is
     /// applying a layer into: what a crash or a kill left half-built. Returns how many it
     /// removed; one that cannot be removed is logged and left for the next sweep.

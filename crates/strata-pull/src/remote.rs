@@ -100,7 +100,16 @@ impl Snapshotter for Remote {
         self.inner.commit(ctx, name, key, labels, parent)
     }
 
+    /// A snapshot a layer job is building is not removed: containerd's garbage collector
+    /// removes every snapshot its metadata does not name, and would otherwise take the
+    /// extraction snapshot a layer is being applied into. It logs the refusal
+    /// (`FailedPrecondition`) and collects the snapshot on a later pass if it is still unused.
     fn remove(&self, ctx: &Ctx, key: &str) -> Result<()> {
+        if self.puller.is_busy(&self.inner, key) {
+            return Err(Error::FailedPrecondition(format!(
+                "snapshot {key:?} is being pulled; it can be removed once that layer is done"
+            )));
+        }
         self.inner.remove(ctx, key)
     }
 

@@ -402,6 +402,11 @@ fn half_built_layers_are_swept() {
         std::thread::sleep(Duration::from_millis(10));
     }
     remote.cleanup(&ctx).unwrap();
+    // containerd's garbage collector cannot take it either.
+    match remote.remove(&ctx, &left) {
+        Err(Error::FailedPrecondition(why)) => assert!(why.contains("being pulled"), "{why}"),
+        other => panic!("removing a layer being pulled: {other:?}"),
+    }
     assert!(
         s.backend.stat(&ctx, &left).is_ok(),
         "Cleanup removed a layer being pulled"
