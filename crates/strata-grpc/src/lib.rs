@@ -23,6 +23,7 @@ pub mod content;
 mod context;
 pub mod convert;
 pub mod diff;
+pub mod heavy;
 pub mod list_wire;
 pub mod metrics;
 pub mod raw;

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status};
 use crate::backends::Backends;
 use crate::context::{self, request_context};
 use crate::convert;
+use crate::heavy::{Heavy, HeavyWork};
 use crate::list_wire::ListSnapshotsResponse;
 use crate::metrics::Metrics;
 use crate::proto::snapshots as pb;
@@ -42,6 +43,8 @@ enum Dispatch {
 pub struct SnapshotService {
     backends: Arc<Backends>,
     metrics: Arc<Metrics>,
+    /// Slots for Usage walks and Cleanups.
+    heavy: HeavyWork,
 }
 
 impl SnapshotService {
@@ -52,7 +55,24 @@ impl SnapshotService {
 
     /// A service answering from `backends` and recording into `metrics`.
     pub fn with_metrics(backends: Arc<Backends>, metrics: Arc<Metrics>) -> SnapshotService {
-        SnapshotService { backends, metrics }
+        SnapshotService {
+            backends,
+            metrics,
+            heavy: HeavyWork::default(),
+        }
+    }
+
+    /// Waits for a slot for heavy work of `kind` (see [`HeavyWork::admit`]).
+    async fn admit(
+        &self,
+        kind: Heavy,
+        op: &'static str,
+        deadline: Option<Instant>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, Status> {
+        self.heavy
+            .admit(kind, op, deadline)
+            .await
+            .inspect_err(|status| self.metrics.failed(op, status.code()))
     }
 
     /// Runs `f` against the backend named `snapshotter` on the blocking pool (it may walk a
@@ -344,6 +364,7 @@ impl Snapshots for SnapshotService {
         }
         let key = r.key.clone();
         let metrics = Arc::clone(&self.metrics);
+        let slot = self.admit(Heavy::Walk, "usage-walk", deadline).await?;
         let usage = self
             .run(
                 deadline,
@@ -351,6 +372,7 @@ impl Snapshots for SnapshotService {
                 &r.snapshotter,
                 &r.key,
                 move |s, ctx| {
+                    let _slot = slot;
                     let usage = s.usage(ctx, &key)?;
                     metrics.usage_measured(s.name(), &key, usage);
                     Ok(usage)
@@ -364,7 +386,9 @@ impl Snapshots for SnapshotService {
         let deadline = context::deadline(request.metadata(), Instant::now());
         let r = request.into_inner();
         let metrics = Arc::clone(&self.metrics);
+        let slot = self.admit(Heavy::Cleanup, "cleanup", deadline).await?;
         self.run(deadline, "cleanup", &r.snapshotter, "", move |s, ctx| {
+            let _slot = slot;
             let report = s.cleanup(ctx)?;
             metrics.cleanup_done(s.name(), &report);
             Ok(report)

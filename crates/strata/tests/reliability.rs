@@ -151,10 +151,63 @@ async fn sixteen_clients_ten_thousand_operations() {
     }
 }
 
+/// Latencies of each light operation, in microseconds.
+#[derive(Default)]
+struct Latencies(BTreeMap<&'static str, Vec<u128>>);
+
+impl Latencies {
+    async fn time<T>(&mut self, op: &'static str, f: impl std::future::Future<Output = T>) -> T {
+        let start = std::time::Instant::now();
+        let out = f.await;
+        self.0
+            .entry(op)
+            .or_default()
+            .push(start.elapsed().as_micros());
+        out
+    }
+
+    /// `op p50/p99` for each operation, in milliseconds.
+    fn summary(&mut self) -> String {
+        let mut parts = Vec::new();
+        for (op, times) in &mut self.0 {
+            times.sort_unstable();
+            let at =
+                |q: f64| times[((times.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+            parts.push(format!("{op} {:.2}/{:.2}", at(0.5), at(0.99)));
+        }
+        format!("p50/p99 ms: {}", parts.join(", "))
+    }
+}
+
+/// Prepare, Commit, Stat, View and Remove on keys of their own, 50 rounds, timed.
+async fn light_rounds(c: &Client, prefix: &str, times: &mut Latencies) {
+    for i in 0..50 {
+        let k = format!("{prefix}{i}");
+        let active = format!("{k}-a");
+        let view = format!("{k}-v");
+        times
+            .time("prepare", c.prepare(&active, "", no_labels()))
+            .await
+            .unwrap();
+        times
+            .time("commit", c.commit(&k, &active, no_labels(), None))
+            .await
+            .unwrap();
+        times.time("stat", c.stat(&k)).await.unwrap();
+        times
+            .time("view", c.view(&view, &k, no_labels()))
+            .await
+            .unwrap();
+        times.time("remove", c.remove(&view)).await.unwrap();
+    }
+}
+
 /// A huge Usage walk, a Commit's usage walk and Cleanup's removal of a huge directory (each
 /// held at its pause point for as long as the test likes) stall no other request: Prepare,
 /// Commit, Remove (what containerd's GC calls under its lock), Stat and List all complete
-/// while the slow operation is held, and it completes correctly once released.
+/// while the slow operation is held, and it completes correctly once released. Prints the
+/// light operations' p50/p99 latencies before and during the hold (asserting on them would
+/// flake on a shared machine; that they complete while the other is held cannot).
 #[tokio::test(flavor = "multi_thread")]
 async fn slow_operations_do_not_stall_others() {
     for point in ["usage-walk", "commit-walk", "cleanup-remove"] {
@@ -170,6 +223,9 @@ async fn slow_operations_do_not_stall_others() {
             c.prepare("big", "", no_labels()).await.unwrap();
             c.remove("big").await.unwrap();
         }
+        // Before the pause is armed: a Commit here would reach commit-walk's.
+        let mut before = Latencies::default();
+        light_rounds(&c, "b", &mut before).await;
         d.stop();
         std::fs::write(&pause_file, b"").unwrap();
         d.env = vec![
@@ -177,6 +233,7 @@ async fn slow_operations_do_not_stall_others() {
             ("STRATA_PAUSE_FILE".into(), pause_file.display().to_string()),
         ];
         d.restart();
+        let c = d.client().await;
         let socket = d.socket.clone();
         let slow = tokio::spawn(async move {
             let c = Client::connect(&socket).await.unwrap();
@@ -190,22 +247,15 @@ async fn slow_operations_do_not_stall_others() {
             }
         });
         d.wait_for_stderr(&format!("pause point {point:?} reached"));
-        let c = d.client().await;
-        for i in 0..20 {
-            let k = format!("k{i}");
-            c.prepare(&format!("{k}-a"), "", no_labels()).await.unwrap();
-            c.commit(&k, &format!("{k}-a"), no_labels(), None)
-                .await
-                .unwrap();
-            c.stat(&k).await.unwrap();
-            c.view(&format!("{k}-v"), &k, no_labels()).await.unwrap();
-            c.remove(&format!("{k}-v")).await.unwrap();
-        }
-        assert!(names(&c, &[]).await.len() >= 20);
+        let mut held = Latencies::default();
+        light_rounds(&c, "k", &mut held).await;
+        assert!(names(&c, &[]).await.len() >= 100);
         assert!(
             !slow.is_finished(),
             "{point}: the held operation finished early; the test proves nothing"
         );
+        eprintln!("{point}: before the hold {}", before.summary());
+        eprintln!("{point}: while held     {}", held.summary());
         std::fs::remove_file(&pause_file).unwrap();
         let result = slow
             .await

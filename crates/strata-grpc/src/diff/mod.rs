@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use strata_core::{Ctx, Kind};
+use strata_core::{Ctx, Kind, crash};
 use strata_layer::export::{export_compare, export_upper};
 use strata_layer::media::{self, Compression};
 use strata_layer::{Digest, Whiteouts};
@@ -36,6 +36,7 @@ use crate::backends::Backends;
 use crate::content::{Commit, ContentStore, NAMESPACE_HEADER};
 use crate::context::{deadline, request_context};
 use crate::convert;
+use crate::heavy::{Heavy, HeavyWork};
 use crate::metrics::Metrics;
 use crate::proto::diff as pb;
 use crate::proto::diff::diff_server::Diff;
@@ -51,6 +52,8 @@ pub struct DiffService {
     backends: Arc<Backends>,
     content: Arc<ContentStore>,
     metrics: Arc<Metrics>,
+    /// Slots for Applies and Diffs.
+    heavy: HeavyWork,
 }
 
 /// A snapshot directory the mounts expose, and whose it is.
@@ -95,6 +98,7 @@ impl DiffService {
             backends,
             content,
             metrics,
+            heavy: HeavyWork::default(),
         }
     }
 
@@ -180,7 +184,8 @@ impl DiffService {
     /// Apply: see the module's documentation.
     async fn apply_layer(&self, request: Request<pb::ApplyRequest>) -> Measured<pb::ApplyResponse> {
         let started = Instant::now();
-        let (ctx, guard) = request_context(deadline(request.metadata(), started), "apply");
+        let until = deadline(request.metadata(), started);
+        let (ctx, guard) = request_context(until, "apply");
         let desc = request
             .get_ref()
             .diff
@@ -237,8 +242,11 @@ impl DiffService {
         let target = owned.dir.clone();
         let key = owned.key.clone();
         let local = reader.is_local();
+        let slot = self.heavy.admit(Heavy::Layer, "apply", until).await?;
         tracing::debug!(layer = %layer, key = %key, dir = %target.display(), local, "applying layer");
         let result = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            crash::pause("apply-layer");
             let applied = strata_layer::apply(
                 Box::new(reader),
                 compression,
@@ -287,7 +295,8 @@ impl DiffService {
     /// Diff: see the module's documentation.
     async fn produce_layer(&self, request: Request<pb::DiffRequest>) -> Measured<pb::DiffResponse> {
         let started = Instant::now();
-        let (ctx, guard) = request_context(deadline(request.metadata(), started), "diff");
+        let until = deadline(request.metadata(), started);
+        let (ctx, guard) = request_context(until, "diff");
         let r = request.get_ref();
         let media_type = if r.media_type.is_empty() {
             media::OCI_LAYER_GZIP.to_owned()
@@ -339,7 +348,9 @@ impl DiffService {
         let (commit_tx, commit_rx) = oneshot::channel::<Commit>();
         let dir = owned.dir.clone();
         let labels = r.labels.clone();
+        let slot = self.heavy.admit(Heavy::Layer, "diff", until).await?;
         let export = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
             let out = ChannelWriter {
                 tx: data_tx,
                 buffer: Vec::with_capacity(1 << 20),
