@@ -11,7 +11,7 @@ use strata_core::{Ctx, Error, Result, StoreError, crash};
 
 use crate::errors::{StoreContext, from_redb};
 use crate::handle::{Db, Handle, Source, needs_reopen};
-use crate::tables::{CHILDREN, IDS, LABELS, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
+use crate::tables::{CHILDREN, IDS, LABELS, LAST_BATCH_KEY, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
 use crate::tx::{ReadTx, WriteTx};
 
 /// Version of the table layout this build writes. Bumped on any incompatible change; a
@@ -273,10 +273,18 @@ impl Store {
         let reason = match writable {
             Ok((generation, db)) => match &*db {
                 Db::Writable(database) => {
-                    let failed = run_batch(database, &self.path, batch, id_floor);
+                    let mut outcome = run_batch(database, &self.path, batch, id_floor);
                     drop(db);
-                    if failed {
+                    if outcome.error.as_ref().is_some_and(needs_reopen) {
                         self.db.reopen(generation);
+                        if let Some(stamp) = outcome.stamp
+                            && self.landed(stamp)
+                        {
+                            outcome.error = None;
+                        }
+                    }
+                    for complete in outcome.completions {
+                        complete(outcome.error.as_ref());
                     }
                     return;
                 }
@@ -290,6 +298,59 @@ impl Store {
         };
         for job in batch {
             job(Err(&reason)).0(None);
+        }
+    }
+
+    /// After a commit that failed with an I/O error (the database since reopened): whether
+    /// the batch numbered `stamp` reached the file anyway. A failed `fdatasync` comes after
+    /// the header was written, so the reopened file may hold the batch; answering its callers
+    /// with an error would then be a lie (the engine would discard a directory the record
+    /// names). If it is there, one more commit (its own fdatasync) makes it durable, and the
+    /// batch counts as committed; if that fails too, it does not.
+    fn landed(&self, stamp: u64) -> bool {
+        let Ok((generation, db)) = self.db.current() else {
+            return false;
+        };
+        let Db::Writable(database) = &*db else {
+            return false;
+        };
+        let confirm = || -> std::result::Result<bool, StoreError> {
+            let txn = database
+                .begin_write()
+                .map_err(|e| from_redb("starting write transaction", e))?;
+            {
+                let mut meta = txn
+                    .open_table(META)
+                    .map_err(|e| from_redb("opening meta table", e))?;
+                let found = meta
+                    .get(LAST_BATCH_KEY)
+                    .map_err(|e| from_redb("reading the last batch", e))?
+                    .map(|v| v.value());
+                if found != Some(stamp) {
+                    return Ok(false);
+                }
+                meta.insert(LAST_BATCH_KEY, stamp)
+                    .map_err(|e| from_redb("recording the last batch", e))?;
+            }
+            txn.commit()
+                .map_err(|e| from_redb("committing metadata", e))?;
+            Ok(true)
+        };
+        match confirm() {
+            Ok(landed) => {
+                if landed {
+                    tracing::warn!(path = %self.path.display(), "a commit whose fsync failed had reached the file; now durable, its operations succeed");
+                }
+                landed
+            }
+            Err(e) => {
+                tracing::warn!(path = %self.path.display(), error = %e, "cannot tell whether a failed commit reached the file");
+                drop(db);
+                if needs_reopen(&e) {
+                    self.db.reopen(generation);
+                }
+                false
+            }
         }
     }
 
@@ -320,9 +381,18 @@ fn newer_schema(path: &Path, version: u64) -> Error {
     })
 }
 
-/// Runs `batch` in one transaction and commits it, answering every caller. Returns whether
-/// an I/O error left the database unusable (redb then refuses every later operation).
-fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) -> bool {
+/// A committed (or failed) batch, its callers not yet answered.
+struct Outcome {
+    completions: Vec<Completion>,
+    /// Why the batch did not commit.
+    error: Option<StoreError>,
+    /// The batch's number in the `meta` table, if it was recorded.
+    stamp: Option<u64>,
+}
+
+/// Runs `batch` in one transaction and commits it. The callers are answered by the caller
+/// (after a reopen, if an I/O error left the database unusable).
+fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) -> Outcome {
     // What the callers are told when the file failed: what ran out (or broke), and where.
     let at_file = |e: StoreError| match e {
         StoreError::Io { context, source } => StoreError::Io {
@@ -335,10 +405,12 @@ fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) ->
         Ok(txn) => txn,
         Err(e) => {
             let reason = at_file(from_redb("starting write transaction", e));
-            for job in batch {
-                job(Err(&reason)).0(None);
-            }
-            return needs_reopen(&reason);
+            let completions = batch.into_iter().map(|job| job(Err(&reason)).0).collect();
+            return Outcome {
+                completions,
+                error: Some(reason),
+                stamp: None,
+            };
         }
     };
     let mut completions = Vec::with_capacity(batch.len());
@@ -369,6 +441,17 @@ fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) ->
             false
         }
     };
+    let stamp = if poisoned {
+        None
+    } else {
+        match stamp_batch(&txn) {
+            Ok(stamp) => Some(stamp),
+            Err(e) => {
+                io_error = io_error.or(Some(e));
+                None
+            }
+        }
+    };
     crash::point("meta-before-commit");
     let outcome = if poisoned {
         txn.abort()
@@ -388,9 +471,24 @@ fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) ->
             _ => e,
         })),
     };
-    let failed = error.as_ref().is_some_and(needs_reopen);
-    for complete in completions {
-        complete(error.as_ref());
+    Outcome {
+        completions,
+        error,
+        stamp,
     }
-    failed
+}
+
+/// Numbers the batch in `txn` (one more than the last), so that after a failed fsync the
+/// reopened file can tell whether the batch reached it.
+fn stamp_batch(txn: &redb::WriteTransaction) -> std::result::Result<u64, StoreError> {
+    let mut meta = txn
+        .open_table(META)
+        .map_err(|e| from_redb("opening meta table", e))?;
+    let last = meta
+        .get(LAST_BATCH_KEY)
+        .map_err(|e| from_redb("reading the last batch", e))?
+        .map_or(0, |v| v.value());
+    meta.insert(LAST_BATCH_KEY, last + 1)
+        .map_err(|e| from_redb("recording the batch", e))?;
+    Ok(last + 1)
 }

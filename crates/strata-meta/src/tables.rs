@@ -6,7 +6,7 @@
 //! | `ids`       | numeric id            | snapshot key     |
 //! | `children`  | parent key            | child keys (multimap) |
 //! | `labels`    | `label-key \0 value`  | snapshot keys (multimap) |
-//! | `meta`      | `schema_version`, `next_id` | u64        |
+//! | `meta`      | `schema_version`, `next_id`, `last_batch` | u64 |
 //!
 //! Only committed snapshots have children, and committed snapshots are never renamed, so the
 //! parents index can be keyed by name. Label keys and values cannot contain NUL (validated on
@@ -22,6 +22,9 @@ pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub const NEXT_ID_KEY: &str = "next_id";
+/// The number of the last batch committed: after a commit whose fsync failed, whether the
+/// batch reached the file anyway (see `Store::landed`).
+pub const LAST_BATCH_KEY: &str = "last_batch";
 
 /// The labels-index key of one label.
 pub fn label_entry(key: &str, value: &str) -> String {
