@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         root.join("containerd/services/diff/v1/diff.proto"),
         root.join("containerd/services/content/v1/content.proto"),
         root.join("containerd/services/introspection/v1/introspection.proto"),
+        root.join("containerd/services/leases/v1/leases.proto"),
     ];
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

@@ -19,7 +19,9 @@
 #     xattrs, link target, hard-link groups: tests/differ/listing.py);
 #   - a container runs on the Strata-applied image;
 #   - the same changes made in a snapshot of each tree give, through `ctr snapshots diff`,
-#     layers that list identically (Strata's produced from the upper directory alone);
+#     layers that list identically (Strata's produced from the upper directory alone), and
+#     so do the diffs of each changed snapshot against the image's second layer (Strata's
+#     from the two stacks mounted in a private mount namespace, or two native trees);
 #   - a truncated layer and a layer whose stored blob no longer matches its digest fail to
 #     unpack with errors naming the problem, and leave no snapshot behind.
 #
@@ -209,6 +211,27 @@ for B in "${BACKENDS[@]}"; do
             diff -u "$R/layer-walking" "$R/layer-strata"
     }
     check "the two layers list identically" c_same_layer
+
+    # A Diff between snapshots that are not one layer apart (the image's second layer
+    # against the changed snapshot): Strata mounts both stacks where nobody else sees them
+    # (overlay) or compares the two trees (native); the layer must list as walking's does.
+    c_far_strata() {
+        local before
+        before=$(produced)
+        ctr_ -n strata snapshots --snapshotter strata diff "${IDS[2]}" "work-strata" >"$R/strata-far.layer" &&
+            [ "$(produced)" = $((before + 1)) ] || { echo "Strata did not produce the layer"; return 1; }
+    }
+    check "ctr snapshots diff across three layers under [strata-diff, walking]: Strata produces it" c_far_strata
+    start_containerd walking
+    c_far_same() {
+        ctr_ -n walking snapshots --snapshotter strata diff "${IDS[2]}" "work-walking" >"$R/walking-far.layer" &&
+            python3 "$HERE/listing.py" layer "$R/walking-far.layer" >"$R/far-walking" &&
+            python3 "$HERE/listing.py" layer "$R/strata-far.layer" >"$R/far-strata" &&
+            [ "$(wc -l <"$R/far-strata")" -gt 20 ] &&
+            diff -u "$R/far-walking" "$R/far-strata"
+    }
+    check "the layers across three layers list identically" c_far_same
+    start_containerd strata-diff walking
 
     c_run() {
         local out

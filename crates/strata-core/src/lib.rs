@@ -9,6 +9,7 @@ pub mod filter;
 pub mod labels;
 pub mod snapshot;
 pub mod snapshotter;
+pub mod time;
 
 pub use context::{Canceller, Ctx};
 pub use error::{Error, Result, StoreError};

@@ -25,9 +25,19 @@ use crate::proto::content as pb;
 use crate::proto::content::content_client::ContentClient;
 use crate::proto::introspection as intro;
 use crate::proto::introspection::introspection_client::IntrospectionClient;
+use crate::proto::leases as leases_pb;
+use crate::proto::leases::leases_client::LeasesClient;
 
 /// The gRPC header carrying containerd's namespace.
 pub const NAMESPACE_HEADER: &str = "containerd-namespace";
+/// The gRPC header naming the lease that holds what a request creates.
+pub const LEASE_HEADER: &str = "containerd-lease";
+/// containerd's label giving a lease its expiry (RFC 3339).
+const LEASE_EXPIRE_LABEL: &str = "containerd.io/gc.expire";
+/// How long the lease Strata takes for a blob it writes keeps the blob from containerd's
+/// garbage collector: the time its client has to reference it (containerd's own clients
+/// lease for 24 hours).
+const LEASE_HOLD: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 /// Bytes per message when writing a blob (containerd's clients use 1 MiB as well).
 const WRITE_CHUNK: usize = 1 << 20;
 
@@ -276,12 +286,41 @@ impl ContentStore {
         })))
     }
 
-    /// Writes a blob under `reference` from the chunks of `data`, then commits it with what
-    /// `commit` delivers once the data is complete. A blob that already exists is not an
+    /// Creates a lease in `namespace` that expires after [`LEASE_HOLD`], for what Strata
+    /// writes on a client's behalf. containerd does not pass its client's lease to a proxy
+    /// differ, and a blob no lease holds may be collected before the client references it.
+    pub async fn lease(&self, namespace: &str) -> Result<String, Status> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let now = std::time::SystemTime::now();
+        let id = format!(
+            "strata-diff-{}-{}-{}",
+            std::process::id(),
+            now.duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or_default(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let expires = strata_core::time::rfc3339(now + LEASE_HOLD, false);
+        let mut client = LeasesClient::new(self.channel().await?);
+        client
+            .create(with_namespace(
+                namespace,
+                leases_pb::CreateRequest {
+                    id: id.clone(),
+                    labels: BTreeMap::from([(LEASE_EXPIRE_LABEL.to_owned(), expires)]),
+                },
+            )?)
+            .await?;
+        Ok(id)
+    }
+
+    /// Writes a blob under `reference`, held by `lease`, from the chunks of `data`, then
+    /// commits it with what `commit` delivers once the data is complete. A blob that already exists is not an
     /// error: its labels are completed with the committed ones instead.
     pub async fn write(
         &self,
         namespace: &str,
+        lease: &str,
         reference: &str,
         mut data: mpsc::Receiver<Vec<u8>>,
         commit: oneshot::Receiver<Commit>,
@@ -328,7 +367,13 @@ impl ContentStore {
             .ok()?;
             Some(commit)
         });
-        let request = with_namespace(namespace, ReceiverStream::new(rx))?;
+        let mut request = with_namespace(namespace, ReceiverStream::new(rx))?;
+        request.metadata_mut().insert(
+            LEASE_HEADER,
+            lease.parse().map_err(|_| {
+                Status::invalid_argument(format!("lease {lease:?} is not a valid header value"))
+            })?,
+        );
         let mut responses = client.write(request).await?.into_inner();
         let mut committed = false;
         let outcome = loop {

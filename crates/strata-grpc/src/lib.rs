@@ -62,6 +62,13 @@ pub mod proto {
                     tonic::include_proto!("containerd.services.introspection.v1");
                 }
             }
+            /// `containerd.services.leases`.
+            pub mod leases {
+                /// `containerd.services.leases.v1`.
+                pub mod v1 {
+                    tonic::include_proto!("containerd.services.leases.v1");
+                }
+            }
             /// `containerd.services.snapshots`.
             pub mod snapshots {
                 /// `containerd.services.snapshots.v1`.
@@ -74,6 +81,7 @@ pub mod proto {
     pub use containerd::services::content::v1 as content;
     pub use containerd::services::diff::v1 as diff;
     pub use containerd::services::introspection::v1 as introspection;
+    pub use containerd::services::leases::v1 as leases;
     pub use containerd::services::snapshots::v1 as snapshots;
     pub use containerd::types;
 }

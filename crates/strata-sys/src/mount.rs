@@ -83,3 +83,44 @@ pub fn unmount(target: &Path, detach: bool) -> io::Result<()> {
     rustix::mount::unmount(target, flags)?;
     Ok(())
 }
+
+/// A mount attached to no directory: reachable only through its descriptor, at
+/// [`Detached::path`]. It goes away when dropped, or when the process dies, so it can never
+/// be left behind, and nobody else can stumble on it.
+#[derive(Debug)]
+pub struct Detached(std::os::fd::OwnedFd);
+
+impl Detached {
+    /// A path to the mount's root, valid in this process while `self` lives:
+    /// `/proc/self/fd/N`.
+    pub fn path(&self) -> std::path::PathBuf {
+        use std::os::fd::AsRawFd;
+        format!("/proc/self/fd/{}", self.0.as_raw_fd()).into()
+    }
+}
+
+/// A read-only overlay of `layers` (top first; at least two, as overlayfs requires without
+/// an upper layer), attached nowhere.
+pub fn detached_overlay(layers: &[&str]) -> io::Result<Detached> {
+    let fs = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for layer in layers {
+        rustix::mount::fsconfig_set_string(&fs, "lowerdir+", *layer)?;
+    }
+    detach(&fs)
+}
+
+/// An empty read-only tmpfs, attached nowhere: the tree of no layers.
+pub fn detached_empty() -> io::Result<Detached> {
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    detach(&fs)
+}
+
+fn detach(fs: &std::os::fd::OwnedFd) -> io::Result<Detached> {
+    rustix::mount::fsconfig_create(fs)?;
+    let mnt = rustix::mount::fsmount(
+        fs,
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::MOUNT_ATTR_RDONLY,
+    )?;
+    Ok(Detached(mnt))
+}

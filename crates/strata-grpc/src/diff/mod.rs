@@ -11,16 +11,20 @@
 //! - **Diff** produces the layer between two mounts when the upper one is the lower one plus
 //!   one Strata layer directory (an active or committed overlay snapshot over its parent, or
 //!   a parentless snapshot over nothing) from that directory alone; between two full trees
-//!   (native snapshots, bind mounts) by comparing them; and writes it to the content store.
-//!   Other pairs answer `Unimplemented` for `walking` to take.
+//!   (native snapshots, bind mounts) by comparing them; between any other two stacks of
+//!   Strata layers by mounting both read-only where nobody else sees them and comparing the
+//!   merged trees (`compare.rs`); and writes it to the content store. Mounts that are not
+//!   Strata's answer `Unimplemented` for `walking` to take.
 //!
 //! containerd 1.7 sends no namespace header to a proxy differ (containerd#12328): the
 //! namespace is then read from the key of the snapshot the mounts belong to (containerd's
 //! keys are `<namespace>/<n>/<name>`).
 
+mod compare;
 pub mod stack;
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,6 +58,16 @@ pub struct DiffService {
     metrics: Arc<Metrics>,
     /// Slots for Applies and Diffs.
     heavy: HeavyWork,
+}
+
+/// Where a Diff's layer comes from.
+enum Source {
+    /// One layer directory's content: the upper stack is the lower one plus this layer.
+    Upper(PathBuf),
+    /// The difference of two full trees (lower, upper): native snapshots.
+    Trees(PathBuf, PathBuf),
+    /// The difference of the trees two stacks of layers show, mounted (lower, upper).
+    Stacks(Stack, Stack),
 }
 
 /// A snapshot directory the mounts expose, and whose it is.
@@ -124,6 +138,29 @@ impl DiffService {
         })
         .await
         .map_err(|e| Status::internal(format!("owner lookup panicked: {e}")))?
+    }
+}
+
+impl DiffService {
+    /// The snapshot of the upper stack's top layer (of the lower stack's when the upper is
+    /// empty), if every layer of both stacks is one of Strata's snapshot directories; `None`
+    /// otherwise — Strata mounts nothing else.
+    async fn owner_of_all(
+        &self,
+        ctx: &Ctx,
+        lower: &Stack,
+        upper: &Stack,
+    ) -> Result<Option<Owned>, Status> {
+        let mut top = None;
+        for dir in upper.layers.iter().chain(&lower.layers) {
+            match self.owner(ctx, dir).await? {
+                Some(owned) => {
+                    top.get_or_insert(owned);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(top)
     }
 }
 
@@ -312,24 +349,33 @@ impl DiffService {
             .ok_or_else(|| unimplemented("the lower mounts are not a shape Strata hands out"))?;
         let upper = Stack::of(&convert::mounts_from_wire(r.right.clone()))
             .ok_or_else(|| unimplemented("the upper mounts are not a shape Strata hands out"))?;
-        // The layer is one directory's content (an overlay snapshot over its parent), or the
-        // difference of two full trees (native snapshots); anything else needs mounting.
-        let (top, base) = match upper.single_layer_over(&lower) {
-            Some(top) => (top.clone(), None),
+        // The layer is one directory's content (an overlay snapshot over its parent), the
+        // difference of two full trees (native snapshots), or that of two mounted stacks.
+        let source = match upper.single_layer_over(&lower) {
+            Some(top) => Source::Upper(top.clone()),
             None => match (&upper.layers[..], &lower.layers[..]) {
-                ([u], [l]) if !upper.overlay && !lower.overlay => (u.clone(), Some(l.clone())),
-                _ => {
-                    return Err(unimplemented(
-                        "the upper mounts are not the lower ones plus one layer",
-                    ));
+                ([u], [l]) if !upper.overlay && !lower.overlay => {
+                    Source::Trees(l.clone(), u.clone())
                 }
+                _ => Source::Stacks(lower, upper),
             },
         };
-        let owned = self
-            .owner(&ctx, &top)
-            .await?
-            .ok_or_else(|| unimplemented(format!("{} is not a Strata snapshot", top.display())))?;
+        let owned = match &source {
+            Source::Upper(top) | Source::Trees(_, top) => self.owner(&ctx, top).await?,
+            Source::Stacks(lower, upper) => self.owner_of_all(&ctx, lower, upper).await?,
+        }
+        .ok_or_else(|| unimplemented("the upper mounts are not Strata's snapshots"))?;
         let ns = namespace(&request, &owned.key)?;
+        let lease = self.content.lease(&ns).await.map_err(|s| {
+            Status::new(
+                s.code(),
+                format!(
+                    "taking a lease in namespace {ns:?} for the layer of {:?}: {}",
+                    owned.key,
+                    s.message()
+                ),
+            )
+        })?;
         let r = request.into_inner();
         let epoch = r.source_date_epoch.map(|t| t.seconds);
         let reference = if r.r#ref.is_empty() {
@@ -346,23 +392,27 @@ impl DiffService {
         };
         let (data_tx, data_rx) = mpsc::channel::<Vec<u8>>(8);
         let (commit_tx, commit_rx) = oneshot::channel::<Commit>();
-        let dir = owned.dir.clone();
         let labels = r.labels.clone();
         let slot = self.heavy.admit(Heavy::Layer, "diff", until).await?;
         let export = tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            let out = ChannelWriter {
+            let mut out = ChannelWriter {
                 tx: data_tx,
                 buffer: Vec::with_capacity(1 << 20),
             };
-            let mut out = out;
-            let cancelled = || ctx.is_done();
-            let exported = match &base {
-                None => export_upper(&dir, compression, epoch, &mut out, &cancelled)?,
-                Some(base) => export_compare(base, &dir, compression, epoch, &mut out, &cancelled)?,
+            let cancelled = move || ctx.is_done();
+            let sent = |e| strata_layer::LayerError::io("send layer", "", e);
+            let exported = match source {
+                Source::Upper(top) => export_upper(&top, compression, epoch, &mut out, &cancelled)?,
+                Source::Trees(base, top) => {
+                    export_compare(&base, &top, compression, epoch, &mut out, &cancelled)?
+                }
+                Source::Stacks(lower, upper) => {
+                    compare::stacks(&lower, &upper, compression, epoch, &mut out, &cancelled)?
+                }
             };
-            out.flush_chunk()
-                .map_err(|e| strata_layer::LayerError::io("send layer", "", e))?;
+            // The writer's last chunk.
+            out.flush().map_err(sent)?;
             drop(out);
             let mut labels = labels;
             if compression != Compression::None {
@@ -377,7 +427,7 @@ impl DiffService {
         });
         let written = self
             .content
-            .write(&ns, &reference, data_rx, commit_rx)
+            .write(&ns, &lease, &reference, data_rx, commit_rx)
             .await;
         let exported = export
             .await
@@ -442,7 +492,8 @@ impl std::io::Write for ChannelWriter {
         Ok(buf.len())
     }
 
+    /// Sends what is buffered: called once, at the end of the layer.
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
+        self.flush_chunk()
     }
 }
