@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/common.sh
 require_root "$@"
-ensure_apt e2fsprogs util-linux golang-go golang-github-containerd-containerd-dev
+ensure_apt e2fsprogs util-linux strace golang-go golang-github-containerd-containerd-dev
 ensure_rust
 
 ANCHOR=/var/tmp/strata-bench/strata-anchor

@@ -7,6 +7,7 @@
 //! call stops it), so a traced measurement is never a timed one.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -102,7 +103,8 @@ impl Trace {
         let pid = rustix::process::Pid::from_raw(self.child.id() as i32).ok_or("strace pid")?;
         rustix::process::kill_process(pid, rustix::process::Signal::INT)?;
         let status = self.child.wait()?;
-        if !status.success() && status.code() != Some(130) {
+        // strace either exits once detached or dies of the SIGINT it was sent.
+        if !status.success() && status.signal() != Some(rustix::process::Signal::INT.as_raw()) {
             eprintln!("  strace exited with {status}");
         }
         let text = std::fs::read_to_string(&self.out)
