@@ -27,10 +27,13 @@ use strata_core::{
 use strata_meta::Store;
 use strata_sys::usage::{disk_usage, disk_usage_until};
 
-use crate::layout::{Entry, Layout, Orphan, TEMP_PREFIX};
+use crate::layout::{Entry, Layout, Orphan};
 use crate::{Driver, OpenError};
 
 pub mod check;
+mod temp_dir;
+
+use temp_dir::TempDir;
 
 /// Longest key or name accepted, in bytes. containerd's own keys stay under a few hundred
 /// bytes (`<namespace>/<n>/<digest>`); the limit keeps hostile requests from bloating the
@@ -676,45 +679,4 @@ fn create_private_dir(path: &Path) -> Result<()> {
     }
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
         .map_err(|e| Error::io("chmod", path, e))
-}
-
-/// A `new-<n>` directory under construction, removed on drop unless it was renamed into
-/// place.
-struct TempDir<'a, D: Driver> {
-    path: PathBuf,
-    armed: bool,
-    driver: &'a D,
-}
-
-impl<'a, D: Driver> TempDir<'a, D> {
-    fn new(engine: &'a Engine<D>) -> Result<TempDir<'a, D>> {
-        let n = engine.temp_seq.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
-        let path = engine.layout.snapshots().join(name);
-        std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", &path, e))?;
-        Ok(TempDir {
-            path,
-            armed: true,
-            driver: &engine.driver,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl<D: Driver> Drop for TempDir<'_, D> {
-    fn drop(&mut self) {
-        if self.armed
-            && let Err(e) = self.driver.destroy(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot remove temporary directory; it is removed at the next start");
-        }
-    }
 }
