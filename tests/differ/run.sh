@@ -105,13 +105,15 @@ produced() { grep -c "layer produced" "$LOGDIR/$B-strata.log" || true; }
 tree_of() {
     local ns=$1 m=$R/mnt-$1
     mkdir -p "$m"
+    # `ctr snapshots view` gives the view no gc.root label: a synchronous GC first, so that
+    # no collection scheduled by earlier removals can take it before it is labelled.
+    containerd_gc "$R/c.sock" "$ns" "gcwait-$ns"
     ctr_ -n "$ns" snapshots --snapshotter strata view "view-$ns" "$TOP" >/dev/null
+    ctr_ -n "$ns" snapshots --snapshotter strata label "view-$ns" containerd.io/gc.root=differ-e2e >/dev/null
     ctr_ -n "$ns" snapshots --snapshotter strata mounts "$m" "view-$ns" | sh
     python3 "$HERE/listing.py" tree "$m" >"$R/tree-$ns"
     umount "$m"
-    # containerd's GC may already have taken the view: `ctr snapshots view` gives it no
-    # gc.root label.
-    ctr_ -n "$ns" snapshots --snapshotter strata rm "view-$ns" 2>/dev/null || true
+    ctr_ -n "$ns" snapshots --snapshotter strata rm "view-$ns"
 }
 
 # change NS: prepares work-NS on the image and changes it in known ways through its mounts.
