@@ -253,7 +253,9 @@ impl<D: Driver> Engine<D> {
                 )));
             }
             let to = layout.dir(plan.id);
-            std::fs::rename(&from, &to).map_err(|e| Error::io("rename", &to, e))?;
+            crash::fault("rename")
+                .and_then(|()| std::fs::rename(&from, &to))
+                .map_err(|e| Error::io("rename", &to, e))?;
             *renamed.lock().expect("rename slot") = Some(to);
             crash::point("create-after-rename");
             tx.create(plan, labels)
@@ -564,7 +566,7 @@ impl<D: Driver> Snapshotter for Engine<D> {
             });
             let removed = ctx.check().and_then(|()| {
                 let bytes = bytes.unwrap_or_else(|| disk_usage(dir).map(|u| u.bytes).unwrap_or(0));
-                match self.driver.destroy(dir) {
+                match crash::fault("remove").and_then(|()| self.driver.destroy(dir)) {
                     Ok(()) => Ok(Some(bytes)),
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                     Err(e) => Err(Error::io("remove", dir, e)),

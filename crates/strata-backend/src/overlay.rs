@@ -5,7 +5,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use strata_core::{Error, Kind, Mount, Result};
+use strata_core::{Error, Kind, Mount, Result, crash};
 use strata_meta::Snapshot;
 
 use crate::layout::Layout;
@@ -145,7 +145,9 @@ pub fn overlay_mounts(
 /// Creates `path` with exactly `mode`, whatever the process umask.
 pub(crate) fn make_dir(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir(path).map_err(|e| Error::io("mkdir", path, e))?;
+    crash::fault("mkdir")
+        .and_then(|()| std::fs::create_dir(path))
+        .map_err(|e| Error::io("mkdir", path, e))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
         .map_err(|e| Error::io("chmod", path, e))
 }

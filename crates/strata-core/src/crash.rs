@@ -18,6 +18,15 @@ pub const PAUSE_FILE_ENV: &str = "STRATA_PAUSE_FILE";
 
 #[cfg(feature = "crash-points")]
 pub use armed::{pause, point};
+#[cfg(feature = "crash-points")]
+pub use faults::{clear_faults, fail_nth, fault, fault_pending};
+
+/// Succeeds: fault points are compiled out (no `crash-points` feature).
+#[cfg(not(feature = "crash-points"))]
+#[inline(always)]
+pub fn fault(_point: &str) -> std::io::Result<()> {
+    Ok(())
+}
 
 /// Does nothing: crash points are compiled out (no `crash-points` feature).
 #[cfg(not(feature = "crash-points"))]
@@ -76,6 +85,61 @@ mod armed {
         if armed() == Some(point) {
             eprintln!("strata: crash point {point:?} reached, aborting");
             std::process::abort();
+        }
+    }
+}
+
+/// Fault points: the seam through which an in-process test fails a filesystem call of an
+/// operation (`mkdir`, `rename`, a Cleanup's removal …) with the error it chooses, the `n`th
+/// time that call is reached, to check that each (operation, call) pair fails cleanly. The
+/// plan is process-wide; tests that use it run one per process (nextest's way).
+#[cfg(feature = "crash-points")]
+mod faults {
+    use std::sync::Mutex;
+
+    struct Plan {
+        point: String,
+        /// Calls of `point` still to pass before the one that fails.
+        remaining: u32,
+        errno: i32,
+    }
+
+    static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
+
+    /// Arms `point`: its `nth` call from now (1 is the next) fails with `errno`, once.
+    pub fn fail_nth(point: &str, nth: u32, errno: i32) {
+        assert!(nth >= 1, "calls are counted from 1");
+        *PLAN.lock().expect("fault plan") = Some(Plan {
+            point: point.to_owned(),
+            remaining: nth - 1,
+            errno,
+        });
+    }
+
+    /// Whether the armed failure is still to come (the operation made fewer calls).
+    pub fn fault_pending() -> bool {
+        PLAN.lock().expect("fault plan").is_some()
+    }
+
+    /// Disarms.
+    pub fn clear_faults() {
+        *PLAN.lock().expect("fault plan") = None;
+    }
+
+    /// Fails if this call of `point` is the armed one.
+    pub fn fault(point: &str) -> std::io::Result<()> {
+        let mut plan = PLAN.lock().expect("fault plan");
+        match plan.as_mut() {
+            Some(p) if p.point == point && p.remaining == 0 => {
+                let errno = p.errno;
+                *plan = None;
+                Err(std::io::Error::from_raw_os_error(errno))
+            }
+            Some(p) if p.point == point => {
+                p.remaining -= 1;
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 }

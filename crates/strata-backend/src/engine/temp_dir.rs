@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use strata_core::{Error, Result};
+use strata_core::{Error, Result, crash};
 
 use super::Engine;
 use crate::Driver;
@@ -22,7 +22,9 @@ impl<'a, D: Driver> TempDir<'a, D> {
         let n = engine.temp_seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("{TEMP_PREFIX}{}-{n}", std::process::id());
         let path = engine.layout.snapshots().join(name);
-        std::fs::create_dir(&path).map_err(|e| Error::io("mkdir", &path, e))?;
+        crash::fault("mkdir")
+            .and_then(|()| std::fs::create_dir(&path))
+            .map_err(|e| Error::io("mkdir", &path, e))?;
         Ok(TempDir {
             path,
             armed: true,
