@@ -1,6 +1,6 @@
 //! Each filesystem call of each operation failing in turn (`mkdir`, `rename`, a Cleanup's
 //! removal), through the fault points of `strata_core::crash` (a seam, not sleeps or full
-//! disks), for both everyday backends: the operation fails with the I/O error, naming the
+//! disks), for every backend (btrfs on a loop btrfs): the operation fails with the I/O error, naming the
 //! call and the path, and leaves the state as the model says — the snapshots the store
 //! lists, and the directories on disk (no `new-*` left, no directory without a record) — and
 //! the next operation succeeds. Cleanup keeps what it could not remove for the next one.
@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use strata_backend::btrfs::{Btrfs, BtrfsOptions};
 use strata_backend::native::Native;
 use strata_backend::overlay::{Overlay, OverlayOptions};
 use strata_backend::{Driver, Engine, EngineOptions};
@@ -74,9 +75,10 @@ const OPS: &[Op] = &[
     }),
 ];
 
-fn each_call_fails_cleanly<D: Driver>(driver: D) {
-    let dir = tempfile::tempdir().unwrap();
+fn each_call_fails_cleanly<D: Driver>(base: &Path, driver: impl FnOnce(&Path) -> D) {
+    let dir = tempfile::tempdir_in(base).unwrap();
     let root = dir.path().join("root");
+    let driver = driver(&root);
     let (engine, _) = Engine::open(&root, driver, EngineOptions::default()).unwrap();
     engine.prepare(&bg(), "base-a", "", Labels::new()).unwrap();
     engine
@@ -145,11 +147,22 @@ fn each_call_fails_cleanly<D: Driver>(driver: D) {
 /// The overlay backend.
 #[test]
 fn overlay_fails_each_call_cleanly() {
-    each_call_fails_cleanly(Overlay::with_options(OverlayOptions::default()));
+    each_call_fails_cleanly(&std::env::temp_dir(), |_| {
+        Overlay::with_options(OverlayOptions::default())
+    });
 }
 
 /// The native backend.
 #[test]
 fn native_fails_each_call_cleanly() {
-    each_call_fails_cleanly(Native);
+    each_call_fails_cleanly(&std::env::temp_dir(), |_| Native);
+}
+
+/// The btrfs backend, on a loop btrfs (needs root, as the other btrfs tests).
+#[test]
+fn btrfs_fails_each_call_cleanly() {
+    let fs = strata_sys::testing::LoopBtrfs::new(256 << 20);
+    each_call_fails_cleanly(fs.path(), |root| {
+        Btrfs::new(root, BtrfsOptions::default()).unwrap()
+    });
 }
