@@ -7,6 +7,9 @@
 //! entry is replaced unless both are directories (then they merge); the new entry is
 //! created, owned (`lchown`), given its xattrs, then its mode (after `lchown`, which clears
 //! setuid bits) and times. Directory times are set last, after their children.
+//!
+//! Fault points (`strata_core::crash::fault`, compiled in only for tests) guard each
+//! creation, data write, xattr and owner call: `tests/faults.rs` fails each in turn.
 
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -16,6 +19,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use strata_core::crash;
 use strata_sys::beneath::{self, Dir, Special, Tree, split_entry};
 
 use crate::digest::Digest;
@@ -256,14 +260,19 @@ impl<'a> Writer<'a> {
                     ),
                 });
             }
-            file.write_all(&self.buffer[..n])
+            crash::fault("apply-write")
+                .and_then(|()| file.write_all(&self.buffer[..n]))
                 .map_err(at("write", rel))?;
             left -= n as u64;
             self.bytes += n as u64;
         }
-        beneath::set_file_owner(&file, h.uid, h.gid).map_err(at("fchown", rel))?;
+        crash::fault("apply-attributes")
+            .and_then(|()| beneath::set_file_owner(&file, h.uid, h.gid))
+            .map_err(at("fchown", rel))?;
         for (key, value) in &h.xattrs {
-            if let Err(e) = beneath::set_file_xattr(&file, key, value) {
+            if let Err(e) = crash::fault("apply-xattr")
+                .and_then(|()| beneath::set_file_xattr(&file, key, value))
+            {
                 if e.raw_os_error() == Some(95) {
                     tracing::warn!(entry = %rel.display(), xattr = ?key, error = %e, "xattr ignored");
                     continue;
@@ -467,6 +476,7 @@ impl<'a> Writer<'a> {
         h: &Header,
         data: &mut dyn Read,
     ) -> Result<()> {
+        crash::fault("apply-create").map_err(at("create", rel))?;
         match h.kind {
             Kind::Dir => match parent.mkdir(name, h.mode) {
                 Ok(()) => Ok(()),
@@ -525,11 +535,13 @@ impl<'a> Writer<'a> {
     }
 
     fn attributes(&self, parent: &Dir, name: &OsStr, rel: &Path, h: &Header) -> Result<()> {
-        parent
-            .chown(name, h.uid, h.gid)
+        crash::fault("apply-attributes")
+            .and_then(|()| parent.chown(name, h.uid, h.gid))
             .map_err(at("lchown", rel))?;
         for (key, value) in &h.xattrs {
-            if let Err(e) = parent.set_xattr(name, key, value) {
+            if let Err(e) =
+                crash::fault("apply-xattr").and_then(|()| parent.set_xattr(name, key, value))
+            {
                 let user = key.as_bytes().starts_with(b"user.");
                 let special = !matches!(h.kind, Kind::File | Kind::Dir | Kind::Hardlink);
                 // As containerd: the user.* namespace exists only on files and directories,
