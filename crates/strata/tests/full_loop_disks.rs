@@ -7,7 +7,8 @@
 //!   directories) — or succeeds, when it needs no new block; reads keep answering; Cleanup
 //!   frees space;
 //! - once space returns, writes succeed without a restart;
-//! - after `kill -9`, nothing acknowledged is lost and nothing removed comes back.
+//! - after `kill -9`, nothing acknowledged is lost and nothing removed comes back;
+//! - an exceeded quota on the root (EDQUOT, a btrfs qgroup limit) is answered the same way.
 
 mod common;
 
@@ -275,4 +276,80 @@ async fn ext4_overlay() {
 #[tokio::test(flavor = "multi_thread")]
 async fn btrfs_btrfs() {
     full_disk_story(Fs::Btrfs, 256 << 20, "btrfs").await;
+}
+
+/// An exceeded quota on the root (EDQUOT: a btrfs qgroup limit on the subvolume the root
+/// lives in), overlay backend: a write answers `ResourceExhausted` saying the quota ran out
+/// and where, and changes nothing; reads answer; once the quota has room again, writes work
+/// without a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn btrfs_quota_exceeded_on_the_root() {
+    let disk = LoopDisk::new(Fs::Btrfs, 256 << 20);
+    let btrfs = |args: &[&str]| {
+        let out = std::process::Command::new("btrfs")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "btrfs {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let base = disk.path().join("limited");
+    let base_str = base.to_str().unwrap();
+    btrfs(&["quota", "enable", disk.path().to_str().unwrap()]);
+    btrfs(&["subvolume", "create", base_str]);
+    btrfs(&["qgroup", "limit", "48M", base_str]);
+    let d = Daemon::start_in(&base, "overlay", &[]);
+    let c = d.client().await;
+    c.prepare("a", "", no_labels()).await.unwrap();
+    c.commit("A", "a", no_labels(), None).await.unwrap();
+    let f = c.prepare("f", "", no_labels()).await.unwrap();
+    let mut model: BTreeSet<String> = ["A", "f"].map(String::from).into();
+
+    // A container fills the quota.
+    let filler = writable_dir(&f).join("filler");
+    fill(&filler);
+    let mut refused = 0;
+    for i in 0..200 {
+        let dirs = d.snapshot_dirs();
+        match c.prepare(&format!("q{i}"), "A", big_labels()).await {
+            Ok(_) => {
+                model.insert(format!("q{i}"));
+                continue;
+            }
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e}\n{}", d.stderr());
+                assert!(
+                    e.message().contains("quota") && e.message().contains('/'),
+                    "says what ran out and where: {}",
+                    e.message()
+                );
+                eprintln!("prepare over the quota: {}", e.message());
+                assert_eq!(d.snapshot_dirs(), dirs, "changed the directories");
+                refused += 1;
+                break;
+            }
+        }
+    }
+    assert_eq!(refused, 1, "the quota never refused a Prepare");
+    assert_eq!(
+        listed(&c).await,
+        model,
+        "a refused write changed the metadata"
+    );
+    c.stat("A").await.unwrap();
+    c.mounts("f").await.unwrap();
+
+    // Room again: writes work, no restart.
+    std::fs::remove_file(&filler).unwrap();
+    btrfs(&["filesystem", "sync", disk.path().to_str().unwrap()]);
+    c.prepare("after", "A", no_labels())
+        .await
+        .expect("writes work once the quota has room");
+    drop(c);
+    let mut d = d;
+    d.stop();
+    d.assert_disk_matches_metadata("overlay");
 }
