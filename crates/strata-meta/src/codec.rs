@@ -85,26 +85,13 @@ impl Record {
     /// Decodes a record written by [`Record::encode`]; `key` only serves the error message.
     pub fn decode(key: &str, bytes: &[u8]) -> Result<Record> {
         let mut r = Reader { bytes, key };
-        let version = r.u8()?;
-        if version != RECORD_V1 {
-            return Err(r.corrupt(&format!("unknown record version {version}")));
-        }
-        let id = r.u64()?;
-        let kind = match r.u8()? {
-            1 => Kind::View,
-            2 => Kind::Active,
-            3 => Kind::Committed,
-            other => return Err(r.corrupt(&format!("unknown kind {other}"))),
-        };
-        let created = r.time()?;
-        let updated = r.time()?;
-        let usage = match r.u8()? {
-            0 => None,
-            _ => Some(Usage {
-                size: r.u64()? as i64,
-                inodes: r.u64()? as i64,
-            }),
-        };
+        let Head {
+            id,
+            kind,
+            created,
+            updated,
+            usage,
+        } = r.head()?;
         let parent = r.string()?;
         let n = r.u32()?;
         let mut labels = Labels::new();
@@ -133,22 +120,12 @@ pub fn with_info_ref<T>(
     f: impl FnOnce(&InfoRef<'_>) -> Result<T>,
 ) -> Result<T> {
     let mut r = Reader { bytes, key };
-    let version = r.u8()?;
-    if version != RECORD_V1 {
-        return Err(r.corrupt(&format!("unknown record version {version}")));
-    }
-    let _id = r.u64()?;
-    let kind = match r.u8()? {
-        1 => Kind::View,
-        2 => Kind::Active,
-        3 => Kind::Committed,
-        other => return Err(r.corrupt(&format!("unknown kind {other}"))),
-    };
-    let created = r.time()?;
-    let updated = r.time()?;
-    if r.u8()? != 0 {
-        r.take(16)?;
-    }
+    let Head {
+        kind,
+        created,
+        updated,
+        ..
+    } = r.head()?;
     let parent = r.str_ref()?;
     let n = r.u32()? as usize;
     let mut labels = Vec::with_capacity(n.min(r.bytes.len() / 8));
@@ -183,7 +160,47 @@ struct Reader<'a> {
     key: &'a str,
 }
 
+/// A record's fixed fields, before its parent and labels.
+struct Head {
+    id: u64,
+    kind: Kind,
+    created: SystemTime,
+    updated: SystemTime,
+    usage: Option<Usage>,
+}
+
 impl<'a> Reader<'a> {
+    /// The version byte (checked) and the fixed fields.
+    fn head(&mut self) -> Result<Head> {
+        let version = self.u8()?;
+        if version != RECORD_V1 {
+            return Err(self.corrupt(&format!("unknown record version {version}")));
+        }
+        let id = self.u64()?;
+        let kind = match self.u8()? {
+            1 => Kind::View,
+            2 => Kind::Active,
+            3 => Kind::Committed,
+            other => return Err(self.corrupt(&format!("unknown kind {other}"))),
+        };
+        let created = self.time()?;
+        let updated = self.time()?;
+        let usage = match self.u8()? {
+            0 => None,
+            _ => Some(Usage {
+                size: self.u64()? as i64,
+                inodes: self.u64()? as i64,
+            }),
+        };
+        Ok(Head {
+            id,
+            kind,
+            created,
+            updated,
+            usage,
+        })
+    }
+
     fn corrupt(&self, what: &str) -> Error {
         crate::errors::corrupted(format!("record of snapshot {:?}", self.key), what)
     }
