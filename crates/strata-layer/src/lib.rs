@@ -21,6 +21,7 @@ mod entries;
 pub mod error;
 pub mod export;
 pub mod media;
+pub mod stack;
 mod stream;
 
 pub use apply::{Applied, Whiteouts, apply};

@@ -17,6 +17,7 @@ use sha2::{Digest as _, Sha256};
 use strata_core::snapshot::Labels;
 use strata_core::{Ctx, Filter, Kind, Mount, Snapshotter};
 use strata_layer::Whiteouts;
+use strata_layer::stack::Stack;
 
 use crate::error::{PullError, Result};
 use crate::image::Image;
@@ -87,24 +88,7 @@ pub fn is_extraction(key: &str) -> bool {
 /// Where a layer goes: the directory the mounts of its extraction snapshot expose, and how
 /// whiteouts are written there. Pure.
 pub fn target_of(mounts: &[Mount]) -> Option<(PathBuf, Whiteouts)> {
-    match mounts {
-        [m] if m.kind == "overlay" => {
-            let mut upper = None;
-            let mut lowers = Vec::new();
-            for option in &m.options {
-                if let Some(u) = option.strip_prefix("upperdir=") {
-                    upper = Some(PathBuf::from(u));
-                } else if let Some(l) = option.strip_prefix("lowerdir=") {
-                    lowers = l.split(':').map(PathBuf::from).collect();
-                }
-            }
-            Some((upper?, Whiteouts::Overlay { lowers }))
-        }
-        [m] if (m.kind == "bind" || m.kind == "rbind") && !m.options.iter().any(|o| o == "ro") => {
-            Some((PathBuf::from(&m.source), Whiteouts::Delete))
-        }
-        _ => None,
-    }
+    Stack::of(mounts)?.target()
 }
 
 /// The outcome of a job, shared by everyone waiting on it.

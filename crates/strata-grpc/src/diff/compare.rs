@@ -13,7 +13,7 @@ use strata_layer::media::Compression;
 use strata_layer::{LayerError, Result};
 use strata_sys::mount::{Detached, detached_empty, detached_overlay};
 
-use super::stack::Stack;
+use strata_layer::stack::Stack;
 
 /// Compares the trees `lower` and `upper` stack, writing the layer of their difference to
 /// `out`.

@@ -21,7 +21,6 @@
 //! keys are `<namespace>/<n>/<name>`).
 
 mod compare;
-pub mod stack;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -30,9 +29,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use strata_core::{Ctx, Kind, crash};
+use strata_layer::Digest;
 use strata_layer::export::{export_compare, export_upper};
 use strata_layer::media::{self, Compression};
-use strata_layer::{Digest, Whiteouts};
+use strata_layer::stack::Stack;
 use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status};
 
@@ -46,7 +46,6 @@ use crate::proto::diff as pb;
 use crate::proto::diff::diff_server::Diff;
 use crate::proto::types;
 use crate::status::layer_status;
-use stack::Stack;
 
 /// The label containerd puts on a compressed layer blob naming its uncompressed digest.
 pub const UNCOMPRESSED_LABEL: &str = "containerd.io/uncompressed";
@@ -244,7 +243,7 @@ impl DiffService {
         let mounts = convert::mounts_from_wire(request.get_ref().mounts.clone());
         let stack = Stack::of(&mounts)
             .ok_or_else(|| unimplemented("the mounts are not a shape Strata hands out"))?;
-        let Some(dir) = stack.writable.clone() else {
+        let Some((dir, whiteouts)) = stack.target() else {
             return Err(unimplemented("the mounts have no writable layer"));
         };
         let owned = self
@@ -257,13 +256,6 @@ impl DiffService {
                 owned.key
             )));
         }
-        let whiteouts = if stack.overlay {
-            Whiteouts::Overlay {
-                lowers: stack.lowers().to_vec(),
-            }
-        } else {
-            Whiteouts::Delete
-        };
         let ns = namespace(&request, &owned.key)?;
         let sync_fs = request.get_ref().sync_fs;
         let reader = self

@@ -1,9 +1,12 @@
 //! What a set of mounts stacks: the layer directories, top first, and which one (if any) is
-//! the writable top. Pure, so the differ's decisions are table-tested without mounting.
+//! the writable top — where a layer is applied, and how its deletions are written there.
+//! Pure, so the differ's and the pull path's decisions are table-tested without mounting.
 
 use std::path::PathBuf;
 
 use strata_core::Mount;
+
+use crate::apply::Whiteouts;
 
 /// The layers a set of mounts shows, top first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,6 +71,21 @@ impl Stack {
         } else {
             &self.layers
         }
+    }
+
+    /// Where a layer applied to these mounts goes, and how its deletions are written there:
+    /// the writable top, with overlay whiteouts over the lowers, or deletions in a bind
+    /// mount's tree. `None` when nothing is writable.
+    pub fn target(&self) -> Option<(PathBuf, Whiteouts)> {
+        let dir = self.writable.clone()?;
+        let whiteouts = if self.overlay {
+            Whiteouts::Overlay {
+                lowers: self.lowers().to_vec(),
+            }
+        } else {
+            Whiteouts::Delete
+        };
+        Some((dir, whiteouts))
     }
 
     /// When `self` is `lower` with exactly one more layer on top, that layer: the changes
