@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <root>/metadata.redb        the metadata store
+//! <root>/metadata.log         its intent log (see strata-meta)
 //! <root>/snapshots/<id>/fs    a snapshot's content (overlay: its upper directory)
 //! <root>/snapshots/<id>/work  overlay's work directory (active snapshots only)
 //! <root>/snapshots/new-<n>    a snapshot being built, renamed to <id> when recorded

@@ -13,6 +13,8 @@ use redb::backends::FileBackend;
 
 /// ENOSPC: what a full disk answers.
 const ENOSPC: i32 = 28;
+/// EIO: what a failing disk answers.
+const EIO: i32 = 5;
 
 /// A system call on the metadata file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,6 +61,8 @@ struct Plan {
     /// The disk is full: writes past this offset fail with ENOSPC (the blocks below it are
     /// allocated already, as a real full disk still lets a file be overwritten in place).
     full_from: Option<u64>,
+    /// Every write to the intent log fails with EIO.
+    log_broken: bool,
 }
 
 impl Plan {
@@ -118,11 +122,18 @@ impl Faults {
         self.plan.lock().expect("faults").full_from = Some(Plan::ALL_WRITES);
     }
 
-    /// Frees the disk again, and cancels a pending [`Faults::fail_nth`].
+    /// Breaks the intent log: every write to it fails with EIO from now on, so every batch
+    /// takes the durable path through the database file.
+    pub fn break_log(&self) {
+        self.plan.lock().expect("faults").log_broken = true;
+    }
+
+    /// Frees the disk again, mends the log, and cancels a pending [`Faults::fail_nth`].
     pub fn clear(&self) {
         let mut plan = self.plan.lock().expect("faults");
         plan.full_from = None;
         plan.nth = None;
+        plan.log_broken = false;
     }
 
     /// Counts the call and says whether (and how) it must fail.
@@ -145,6 +156,22 @@ impl Faults {
             }
             None => Ok(()),
         }
+    }
+
+    /// Counts a call on the intent log and says whether it must fail: as planned by
+    /// [`Faults::fail_nth`], or, for a write on a full copy-on-write disk, ENOSPC. The log's
+    /// blocks are allocated when it is created, so a disk filled by [`Faults::fill`] still
+    /// lets it be overwritten in place.
+    pub(crate) fn check_log(&self, call: FileCall) -> std::io::Result<()> {
+        let (copy_on_write_full, broken) = {
+            let plan = self.plan.lock().expect("faults");
+            (plan.full_from == Some(Plan::ALL_WRITES), plan.log_broken)
+        };
+        if broken && call == FileCall::Write {
+            return Err(std::io::Error::from_raw_os_error(EIO));
+        }
+        let write = (call == FileCall::Write && copy_on_write_full).then_some((0, 1));
+        self.check(call, write)
     }
 
     /// A backend on the file at `path` (created if absent) that fails as planned.

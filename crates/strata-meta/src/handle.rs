@@ -13,6 +13,9 @@
 //! [`MemoryOverlay`], since the file may need a recovery that redb's own read-only open
 //! refuses), so that reads keep answering, and refuses writes with that error until an open
 //! for writing succeeds (each write tries).
+//!
+//! Every open replays the intent log into the database before anyone uses it (see
+//! [`crate::checkpoint`]), so a reopened database holds every batch acknowledged.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,7 +25,9 @@ use redb::backends::FileBackend;
 use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase};
 use strata_core::{Error, Result, StoreError};
 
+use crate::checkpoint::{checkpoint, replay};
 use crate::errors::from_redb;
+use crate::log::IntentLog;
 use crate::overlay::MemoryOverlay;
 
 /// redb's page cache. 100,000 snapshots take about 40 MiB of store; the hot part (the
@@ -39,6 +44,10 @@ pub(crate) struct Handle {
     path: PathBuf,
     source: Source,
     slot: Mutex<Slot>,
+    /// The store's intent log. Locked while an entry is appended and its batch committed,
+    /// while the database is checkpointed, and while it is replayed; always after the
+    /// database's write transaction (or the slot) is held, never before.
+    log: Mutex<IntentLog>,
 }
 
 /// The current database and how many times it was reopened. `db` is `None` only after a
@@ -88,7 +97,8 @@ pub(crate) enum Source {
 impl Handle {
     /// Opens the database at `path`: an error naming the file and what to do if it cannot be.
     pub(crate) fn open(path: &Path, source: Source) -> Result<Handle> {
-        let db = open_database(path, &source)?;
+        let log = Mutex::new(IntentLog::new(path, source.clone()));
+        let db = open_database(path, &source, &log)?;
         Ok(Handle {
             path: path.to_owned(),
             source,
@@ -96,7 +106,36 @@ impl Handle {
                 generation: 0,
                 db: Some(Arc::new(db)),
             }),
+            log,
         })
+    }
+
+    /// The store's intent log.
+    pub(crate) fn log(&self) -> &Mutex<IntentLog> {
+        &self.log
+    }
+
+    /// Checkpoints the database (see [`checkpoint`]); reopens it if that failed with an
+    /// I/O error. Returns whether there was anything to checkpoint.
+    pub(crate) fn checkpoint(&self) -> std::result::Result<bool, StoreError> {
+        let (generation, db) = self.current().map_err(|e| match e {
+            Error::Store(e) => e,
+            other => StoreError::Bug {
+                context: "checkpointing the metadata store".to_owned(),
+                detail: other.to_string(),
+            },
+        })?;
+        let Db::Writable(database) = &*db else {
+            return Ok(false);
+        };
+        let result = checkpoint(database, &self.log);
+        drop(db);
+        if let Err(e) = &result
+            && needs_reopen(e)
+        {
+            self.reopen(generation);
+        }
+        result
     }
 
     /// The current database and its generation (to name it in [`Handle::reopen`]). Opens
@@ -105,7 +144,7 @@ impl Handle {
     pub(crate) fn current(&self) -> Result<(u64, Arc<Db>)> {
         let mut slot = self.slot.lock().expect("database slot poisoned");
         if slot.db.is_none() {
-            let db = open_database(&self.path, &self.source)?;
+            let db = open_database(&self.path, &self.source, &self.log)?;
             tracing::info!(path = %self.path.display(), "metadata store reopened");
             slot.db = Some(Arc::new(db));
         }
@@ -147,7 +186,7 @@ impl Handle {
         // as its last durable commit left it.
         drop(failed);
         slot.generation += 1;
-        match open_database(&self.path, &self.source) {
+        match open_database(&self.path, &self.source, &self.log) {
             Ok(db) => {
                 tracing::warn!(path = %self.path.display(), "metadata store reopened");
                 slot.db = Some(Arc::new(db));
@@ -159,12 +198,25 @@ impl Handle {
     }
 }
 
-/// Opens (creating if absent) the database at `path` through `source`; for reading only if
-/// the disk is too full to open it for writing.
-fn open_database(path: &Path, source: &Source) -> Result<Db> {
-    match open_writable(path, source) {
+/// Opens (creating if absent) the database at `path` through `source`, and replays `log`
+/// into it; for reading only if the disk is too full to open it for writing (or to make the
+/// replay durable).
+fn open_database(path: &Path, source: &Source, log: &Mutex<IntentLog>) -> Result<Db> {
+    let mut log = log.lock().expect("intent log lock poisoned");
+    let opened = open_writable(path, source).and_then(|db| {
+        replay(&db, &mut log, true)
+            .map(|_| db)
+            .map_err(Error::Store)
+    });
+    match opened {
         Ok(db) => Ok(Db::Writable(db)),
-        Err(Error::Store(why)) if is_out_of_space(&why) => match open_in_memory(path, source) {
+        Err(Error::Store(why)) if is_out_of_space(&why) => match open_in_memory(path, source)
+            .map_err(|e| Error::Store(from_redb("opening for reading", e)))
+            .and_then(|db| {
+                replay(&db, &mut log, false)
+                    .map(|_| db)
+                    .map_err(Error::Store)
+            }) {
             Ok(db) => {
                 tracing::warn!(path = %path.display(), error = %why, "metadata store open for reading only: the disk is full");
                 let why = match why {

@@ -9,16 +9,20 @@
 //! redb's types never leave this crate.
 #![forbid(unsafe_code)]
 
+mod change;
+mod checkpoint;
 mod codec;
 mod errors;
 #[cfg(feature = "testing")]
 pub mod faults;
 mod handle;
+mod log;
 mod overlay;
 mod store;
 mod tables;
 mod tx;
 
 pub use codec::Record;
+pub use log::LOG_BYTES_ENV;
 pub use store::{SCHEMA_VERSION, Store};
 pub use tx::{CreatePlan, ReadTx, Snapshot, WriteTx};

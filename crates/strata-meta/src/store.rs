@@ -1,17 +1,29 @@
 //! Opening the database and running transactions: consistent reads, and group-committed
 //! durable writes.
+//!
+//! A batch becomes durable as one entry of the intent log (one `pwrite` of a few KiB and one
+//! `fdatasync` of a preallocated file: see [`crate::log`]); the database then commits it
+//! without a flush of its own. When the log is half full a background thread checkpoints
+//! the database (one durable commit, see [`crate::checkpoint`]) and the log starts over; so
+//! does a batch the log has no room for, which commits durably itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
 
-use redb::{Database, ReadableTable};
+use redb::{Database, Durability, ReadableTable};
 use strata_core::{Ctx, Error, Result, StoreError, crash};
 
+use crate::checkpoint::{new_store_id, store_ids};
 use crate::errors::{StoreContext, from_redb};
 use crate::handle::{Db, Handle, Source, needs_reopen};
-use crate::tables::{CHILDREN, IDS, LABELS, LAST_BATCH_KEY, META, SCHEMA_VERSION_KEY, SNAPSHOTS};
+use crate::log::{AppendError, IntentLog};
+use crate::tables::{
+    CHILDREN, IDS, LABELS, LAST_BATCH_KEY, META, SCHEMA_VERSION_KEY, SNAPSHOTS, STORE_ID_KEY,
+};
 use crate::tx::{ReadTx, WriteTx};
 
 /// Version of the table layout this build writes. Bumped on any incompatible change; a
@@ -35,7 +47,8 @@ type Job = Box<
 
 /// The metadata store of one backend.
 pub struct Store {
-    db: Handle,
+    db: Arc<Handle>,
+    checkpointer: Checkpointer,
     path: PathBuf,
     writes: Mutex<Writes>,
     /// Signalled when a batch is durable and when leadership is free.
@@ -86,8 +99,10 @@ impl Store {
         }
 
         drop(db);
+        let db = Arc::new(handle);
         Ok(Store {
-            db: handle,
+            checkpointer: Checkpointer::spawn(Arc::clone(&db)),
+            db,
             path: path.to_owned(),
             writes: Mutex::default(),
             batch_done: Condvar::new(),
@@ -135,6 +150,8 @@ impl Store {
                 None => {
                     meta.insert(SCHEMA_VERSION_KEY, SCHEMA_VERSION)
                         .store("writing schema version")?;
+                    meta.insert(STORE_ID_KEY, new_store_id())
+                        .store("writing store id")?;
                 }
                 Some(SCHEMA_VERSION) => {}
                 Some(v) => return Err(newer_schema(path, v)),
@@ -260,44 +277,81 @@ impl Store {
     /// Commits `batch` and answers its callers; reopens the database when an I/O error left
     /// it unusable, so that the next batch can commit once the disk has room again. Runs
     /// while this caller leads, so no other batch uses the database meanwhile.
-    fn commit_batch(&self, batch: Vec<Job>, id_floor: &mut u64) {
-        let writable = self.db.current().and_then(|(generation, db)| match &*db {
+    fn commit_batch(&self, mut batch: Vec<Job>, id_floor: &mut u64) {
+        let mut retried = false;
+        loop {
+            let (generation, db) = match self.writable() {
+                Ok(writable) => writable,
+                Err(reason) => {
+                    for job in batch {
+                        job(Err(&reason)).0(None);
+                    }
+                    return;
+                }
+            };
+            let Db::Writable(database) = &*db else {
+                unreachable!("writable() returns a writable database");
+            };
+            let mut outcome = match run_batch(database, &self.path, self.db.log(), batch, id_floor)
+            {
+                Ok(outcome) => outcome,
+                Err((untouched, reason)) => {
+                    drop(db);
+                    // The database latched an I/O error outside any batch (a failed
+                    // checkpoint): reopen it and try once more.
+                    if needs_reopen(&reason) && !retried {
+                        self.db.reopen(generation);
+                        retried = true;
+                        batch = untouched;
+                        continue;
+                    }
+                    for job in untouched {
+                        job(Err(&reason)).0(None);
+                    }
+                    return;
+                }
+            };
+            drop(db);
+            if outcome.reopen || outcome.error.as_ref().is_some_and(needs_reopen) {
+                self.db.reopen(generation);
+                if let Some(stamp) = outcome.stamp
+                    && self.landed(stamp)
+                {
+                    outcome.error = None;
+                }
+            }
+            for complete in outcome.completions {
+                complete(outcome.error.as_ref());
+            }
+            let log = self.db.log().lock().expect("intent log lock poisoned");
+            if log.capacity().is_some_and(|c| log.used() > c / 2) {
+                self.checkpointer.request();
+            }
+            return;
+        }
+    }
+
+    /// The database, open for writing: one open read-only (on a full disk) is reopened
+    /// first, since space may be back; if it still cannot be, why.
+    fn writable(&self) -> std::result::Result<(u64, Arc<Db>), StoreError> {
+        let current = self.db.current().and_then(|(generation, db)| match &*db {
             Db::Writable(_) => Ok((generation, db)),
-            // Opened read-only on a full disk: try for writing again, space may be back.
             Db::ReadOnly { .. } => {
                 drop(db);
                 self.db.reopen(generation);
                 self.db.current()
             }
         });
-        let reason = match writable {
+        match current {
             Ok((generation, db)) => match &*db {
-                Db::Writable(database) => {
-                    let mut outcome = run_batch(database, &self.path, batch, id_floor);
-                    drop(db);
-                    if outcome.error.as_ref().is_some_and(needs_reopen) {
-                        self.db.reopen(generation);
-                        if let Some(stamp) = outcome.stamp
-                            && self.landed(stamp)
-                        {
-                            outcome.error = None;
-                        }
-                    }
-                    for complete in outcome.completions {
-                        complete(outcome.error.as_ref());
-                    }
-                    return;
-                }
-                Db::ReadOnly { why, .. } => why.clone(),
+                Db::Writable(_) => Ok((generation, db)),
+                Db::ReadOnly { why, .. } => Err(why.clone()),
             },
-            Err(Error::Store(e)) => e,
-            Err(other) => StoreError::Bug {
+            Err(Error::Store(e)) => Err(e),
+            Err(other) => Err(StoreError::Bug {
                 context: "opening the metadata store".to_owned(),
                 detail: other.to_string(),
-            },
-        };
-        for job in batch {
-            job(Err(&reason)).0(None);
+            }),
         }
     }
 
@@ -332,8 +386,11 @@ impl Store {
                 meta.insert(LAST_BATCH_KEY, stamp)
                     .map_err(|e| from_redb("recording the last batch", e))?;
             }
+            // Durable: so is everything the reopened database replayed from the log.
+            let mut log = self.db.log().lock().expect("intent log lock poisoned");
             txn.commit()
                 .map_err(|e| from_redb("committing metadata", e))?;
+            log.rewind();
             Ok(true)
         };
         match confirm() {
@@ -386,35 +443,47 @@ struct Outcome {
     completions: Vec<Completion>,
     /// Why the batch did not commit.
     error: Option<StoreError>,
-    /// The batch's number in the `meta` table, if it was recorded.
+    /// The batch's number in the `meta` table, if it was committed durably (not through the
+    /// log), for [`Store::landed`].
     stamp: Option<u64>,
+    /// The batch is durable in the log, but the database failed to commit it: reopened, it
+    /// replays the log and so holds the batch.
+    reopen: bool,
 }
 
-/// Runs `batch` in one transaction and commits it. The callers are answered by the caller
-/// (after a reopen, if an I/O error left the database unusable).
-fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) -> Outcome {
+/// Runs `batch` in one transaction and commits it: through the log (one entry, one flush,
+/// then a commit without a flush) or, when the log has no room or cannot be written, with a
+/// durable commit of its own (which is a checkpoint). The callers are answered by the caller
+/// (after a reopen, if an I/O error left the database unusable). A batch that cannot even
+/// begin its transaction is handed back untouched, with why.
+fn run_batch(
+    db: &Database,
+    path: &Path,
+    log: &Mutex<IntentLog>,
+    batch: Vec<Job>,
+    id_floor: &mut u64,
+) -> std::result::Result<Outcome, (Vec<Job>, StoreError)> {
     // What the callers are told when the file failed: what ran out (or broke), and where.
     let at_file = |e: StoreError| match e {
-        StoreError::Io { context, source } => StoreError::Io {
+        StoreError::Io { context, source } if !context.contains("intent log") => StoreError::Io {
             context: format!("{context} in {}", path.display()),
             source,
         },
         other => other,
     };
-    let txn = match db.begin_write() {
+    let failed = |completions, error| Outcome {
+        completions,
+        error: Some(error),
+        stamp: None,
+        reopen: false,
+    };
+    let mut txn = match db.begin_write() {
         Ok(txn) => txn,
-        Err(e) => {
-            let reason = at_file(from_redb("starting write transaction", e));
-            let completions = batch.into_iter().map(|job| job(Err(&reason)).0).collect();
-            return Outcome {
-                completions,
-                error: Some(reason),
-                stamp: None,
-            };
-        }
+        Err(e) => return Err((batch, at_file(from_redb("starting write transaction", e)))),
     };
     let mut completions = Vec::with_capacity(batch.len());
     let mut io_error = None;
+    let mut changes = Vec::new();
     let poisoned = match WriteTx::open(&txn, *id_floor) {
         Ok(mut tx) => {
             for job in batch {
@@ -423,6 +492,7 @@ fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) ->
                 io_error = io_error.or(error);
             }
             *id_floor = tx.id_floor();
+            changes = tx.changes().to_vec();
             tx.poisoned()
         }
         Err(e) => {
@@ -441,45 +511,112 @@ fn run_batch(db: &Database, path: &Path, batch: Vec<Job>, id_floor: &mut u64) ->
             false
         }
     };
-    let stamp = if poisoned {
-        None
-    } else {
-        match stamp_batch(&txn) {
-            Ok(stamp) => Some(stamp),
-            Err(e) => {
-                io_error = io_error.or(Some(e));
-                None
-            }
+    if poisoned || changes.is_empty() {
+        // Nothing to commit: every operation failed its checks (or one failed after writing,
+        // and the batch is rolled back). An operation's I/O error answers for all, as the
+        // commit it would have refused.
+        let aborted = txn
+            .abort()
+            .map_err(|e| from_redb("rolling back metadata", e));
+        let error = match (poisoned, io_error, aborted) {
+            (_, Some(io), _) => Some(at_file(io)),
+            (_, None, Err(e)) => Some(at_file(e)),
+            (true, None, Ok(())) => Some(StoreError::RolledBack),
+            (false, None, Ok(())) => None,
+        };
+        return Ok(Outcome {
+            completions,
+            error,
+            stamp: None,
+            reopen: false,
+        });
+    }
+    let numbered = stamp_batch(&txn).and_then(|seq| Ok((seq, store_ids(&txn)?.0)));
+    let (seq, store_id) = match numbered {
+        Ok(numbered) => numbered,
+        Err(e) => {
+            let _ = txn.abort();
+            return Ok(failed(completions, at_file(io_error.unwrap_or(e))));
         }
     };
     crash::point("meta-before-commit");
-    let outcome = if poisoned {
-        txn.abort()
-            .map_err(|e| from_redb("rolling back metadata", e))
-            .and(Err(StoreError::RolledBack))
-    } else {
+    let mut log = log.lock().expect("intent log lock poisoned");
+    let appended = match store_id {
+        Some(store_id) => log.append(store_id, seq, &changes),
+        None => Err(AppendError::Full),
+    };
+    if appended.is_ok() {
+        crash::point("log-after-flush");
+        let committed = txn
+            .set_durability(Durability::None)
+            .map_err(|e| StoreError::Bug {
+                context: "committing metadata".to_owned(),
+                detail: e.to_string(),
+            })
+            .and_then(|()| {
+                txn.commit()
+                    .map_err(|e| from_redb("committing metadata", e))
+            });
+        crash::point("meta-after-commit");
+        if let Err(e) = &committed {
+            tracing::warn!(path = %path.display(), error = %e, "a batch durable in the intent log did not commit in the database; reopening it to replay the log");
+        }
+        return Ok(Outcome {
+            completions,
+            error: None,
+            stamp: None,
+            reopen: committed.is_err(),
+        });
+    }
+    // The durable path: this commit makes every batch before it durable too, so the log
+    // starts over once it succeeds.
+    let log_failed = match appended {
+        Err(AppendError::Io(e)) => {
+            tracing::warn!(error = %e, "intent log not written; committing the batch durably instead");
+            true
+        }
+        _ => false,
+    };
+    let committed = (|| {
+        if store_id.is_none() {
+            let mut meta = txn
+                .open_table(META)
+                .map_err(|e| from_redb("opening meta table", e))?;
+            meta.insert(STORE_ID_KEY, new_store_id())
+                .map_err(|e| from_redb("writing store id", e))?;
+        }
         txn.commit()
             .map_err(|e| from_redb("committing metadata", e))
-    };
+    })();
     crash::point("meta-after-commit");
-    let error = match outcome {
-        Ok(()) => None,
-        // An operation's I/O error (a full disk met while a table grew) explains the
-        // refused commit or rollback that follows it, for every caller in the batch.
-        Err(e) => Some(at_file(match io_error {
-            Some(io) if !matches!(e, StoreError::Io { .. }) => io,
-            _ => e,
-        })),
+    let error = match committed {
+        Ok(()) => {
+            log.rewind();
+            None
+        }
+        Err(e) => {
+            if log_failed {
+                log.erase_failed();
+            }
+            // An operation's I/O error (a full disk met while a table grew) explains the
+            // refused commit that follows it, for every caller in the batch.
+            Some(at_file(match io_error {
+                Some(io) if !matches!(e, StoreError::Io { .. }) => io,
+                _ => e,
+            }))
+        }
     };
-    Outcome {
+    Ok(Outcome {
         completions,
         error,
-        stamp,
-    }
+        stamp: Some(seq),
+        reopen: false,
+    })
 }
 
-/// Numbers the batch in `txn` (one more than the last), so that after a failed fsync the
-/// reopened file can tell whether the batch reached it.
+/// Numbers the batch in `txn` (one more than the last): the number its log entry carries,
+/// and by which, after a durable commit whose fsync failed, the reopened file tells whether
+/// the batch reached it.
 fn stamp_batch(txn: &redb::WriteTransaction) -> std::result::Result<u64, StoreError> {
     let mut meta = txn
         .open_table(META)
@@ -491,4 +628,90 @@ fn stamp_batch(txn: &redb::WriteTransaction) -> std::result::Result<u64, StoreEr
     meta.insert(LAST_BATCH_KEY, last + 1)
         .map_err(|e| from_redb("recording the batch", e))?;
     Ok(last + 1)
+}
+
+/// The thread that checkpoints the database when the log is half full, off the writers'
+/// path (it waits for the batch committing at that moment, and the next batch waits for
+/// it).
+struct Checkpointer {
+    signal: Arc<(Mutex<Signal>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// What the checkpointer is asked to do.
+#[derive(Default)]
+struct Signal {
+    requested: bool,
+    stop: bool,
+}
+
+/// How long the checkpointer waits after a failed checkpoint (a full disk) before it tries
+/// again, however often it is asked.
+const CHECKPOINT_RETRY: Duration = Duration::from_secs(5);
+
+impl Checkpointer {
+    fn spawn(db: Arc<Handle>) -> Checkpointer {
+        let signal = Arc::new((Mutex::new(Signal::default()), Condvar::new()));
+        let shared = Arc::clone(&signal);
+        let thread = std::thread::Builder::new()
+            .name("strata-checkpoint".to_owned())
+            .spawn(move || {
+                let (lock, wake) = &*shared;
+                let mut signal = lock.lock().expect("checkpoint signal poisoned");
+                loop {
+                    while !signal.requested && !signal.stop {
+                        signal = wake.wait(signal).expect("checkpoint signal poisoned");
+                    }
+                    if signal.stop {
+                        return;
+                    }
+                    signal.requested = false;
+                    drop(signal);
+                    let failed = match db.checkpoint() {
+                        Ok(_) => false,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metadata checkpoint failed; the intent log keeps the writes");
+                            true
+                        }
+                    };
+                    signal = lock.lock().expect("checkpoint signal poisoned");
+                    if failed && !signal.stop {
+                        signal = wake
+                            .wait_timeout(signal, CHECKPOINT_RETRY)
+                            .expect("checkpoint signal poisoned")
+                            .0;
+                    }
+                }
+            })
+            .expect("spawning the checkpoint thread");
+        Checkpointer {
+            signal,
+            thread: Some(thread),
+        }
+    }
+
+    /// Asks for a checkpoint (one, however many ask before it starts).
+    fn request(&self) {
+        let (lock, wake) = &*self.signal;
+        lock.lock().expect("checkpoint signal poisoned").requested = true;
+        wake.notify_one();
+    }
+}
+
+impl Drop for Store {
+    /// Stops the checkpointer and checkpoints once more, so that the next open has no log
+    /// to replay. (Skipping this, as a crash does, loses nothing.)
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.checkpointer.signal;
+        if let Ok(mut signal) = lock.lock() {
+            signal.stop = true;
+        }
+        wake.notify_one();
+        if let Some(thread) = self.checkpointer.thread.take() {
+            let _ = thread.join();
+        }
+        if let Err(e) = self.db.checkpoint() {
+            tracing::warn!(path = %self.path.display(), error = %e, "final metadata checkpoint failed; the intent log keeps the writes");
+        }
+    }
 }

@@ -6,7 +6,7 @@
 //! | `ids`       | numeric id            | snapshot key     |
 //! | `children`  | parent key            | child keys (multimap) |
 //! | `labels`    | `label-key \0 value`  | snapshot keys (multimap) |
-//! | `meta`      | `schema_version`, `next_id`, `last_batch` | u64 |
+//! | `meta`      | `schema_version`, `next_id`, `last_batch`, `store_id` | u64 |
 //!
 //! Only committed snapshots have children, and committed snapshots are never renamed, so the
 //! parents index can be keyed by name. Label keys and values cannot contain NUL (validated on
@@ -24,7 +24,10 @@ pub const SCHEMA_VERSION_KEY: &str = "schema_version";
 pub const NEXT_ID_KEY: &str = "next_id";
 /// The number of the last batch committed: after a commit whose fsync failed, whether the
 /// batch reached the file anyway (see `Store::landed`).
+/// The intent log's entries carry their batch's number: replay starts after this one.
 pub const LAST_BATCH_KEY: &str = "last_batch";
+/// A random id the store's intent log entries carry (see `checkpoint::new_store_id`).
+pub const STORE_ID_KEY: &str = "store_id";
 
 /// The labels-index key of one label.
 pub fn label_entry(key: &str, value: &str) -> String {

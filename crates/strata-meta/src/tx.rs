@@ -13,6 +13,7 @@ use strata_core::labels;
 use strata_core::snapshot::Labels;
 use strata_core::{Error, Filter, Info, InfoRef, Kind, Result, Usage};
 
+use crate::change::Change;
 use crate::codec::Record;
 use crate::errors::{StoreContext, corrupted};
 use crate::tables::{CHILDREN, IDS, LABELS, META, NEXT_ID_KEY, SNAPSHOTS, label_entry};
@@ -409,29 +410,21 @@ pub struct WriteTx<'t> {
     id_floor: u64,
 }
 
-/// The open tables of a write transaction.
-struct Tables<'t> {
+/// The open tables of a write transaction, and the changes made to them so far (encoded
+/// for the intent log).
+pub(crate) struct Tables<'t> {
     snapshots: Table<'t, &'static str, &'static [u8]>,
     ids: Table<'t, u64, &'static str>,
     children: MultimapTable<'t, &'static str, &'static str>,
     labels: MultimapTable<'t, &'static str, &'static str>,
     meta: Table<'t, &'static str, u64>,
+    changes: Vec<u8>,
 }
 
 impl<'t> WriteTx<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction, id_floor: u64) -> Result<WriteTx<'t>> {
         Ok(WriteTx {
-            tables: Tables {
-                snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
-                ids: txn.open_table(IDS).store("opening ids table")?,
-                children: txn
-                    .open_multimap_table(CHILDREN)
-                    .store("opening parents index")?,
-                labels: txn
-                    .open_multimap_table(LABELS)
-                    .store("opening labels index")?,
-                meta: txn.open_table(META).store("opening meta table")?,
-            },
+            tables: Tables::open(txn)?,
             wrote: false,
             poisoned: false,
             id_floor,
@@ -467,6 +460,12 @@ impl<'t> WriteTx<'t> {
         self.poisoned
     }
 
+    /// The encoded changes of the batch so far (see [`crate::change`]); empty if nothing
+    /// changed.
+    pub(crate) fn changes(&self) -> &[u8] {
+        &self.tables.changes
+    }
+
     /// The record of `key`, or `NotFound`.
     pub fn get(&self, key: &str) -> Result<Record> {
         must_get(&self.tables.snapshots, key)
@@ -499,10 +498,10 @@ impl<'t> WriteTx<'t> {
     /// Raises the next id to at least `min` (so ids already used on disk are never reused).
     pub fn reserve_ids_below(&mut self, min: u64) -> Result<()> {
         if self.next_id()? < min {
-            self.write()
-                .meta
-                .insert(NEXT_ID_KEY, min)
-                .store("writing next id")?;
+            self.write().apply(Change::PutMeta {
+                name: NEXT_ID_KEY,
+                value: min,
+            })?;
         }
         Ok(())
     }
@@ -523,20 +522,20 @@ impl<'t> WriteTx<'t> {
         };
         let tables = self.write();
         tables.put(&plan.key, &record)?;
-        tables
-            .ids
-            .insert(plan.id, plan.key.as_str())
-            .store("writing ids")?;
+        tables.apply(Change::PutId {
+            id: plan.id,
+            key: &plan.key,
+        })?;
         if !record.parent.is_empty() {
-            tables
-                .children
-                .insert(record.parent.as_str(), plan.key.as_str())
-                .store("writing parents index")?;
+            tables.apply(Change::PutChild {
+                parent: &record.parent,
+                key: &plan.key,
+            })?;
         }
-        tables
-            .meta
-            .insert(NEXT_ID_KEY, plan.id + 1)
-            .store("writing next id")?;
+        tables.apply(Change::PutMeta {
+            name: NEXT_ID_KEY,
+            value: plan.id + 1,
+        })?;
         self.id_floor = self.id_floor.max(plan.id + 1);
         Ok(Snapshot {
             id: plan.id,
@@ -577,12 +576,15 @@ impl<'t> WriteTx<'t> {
         let tables = self.write();
         tables.delete(key, &old)?;
         tables.put(name, &record)?;
-        tables.ids.insert(record.id, name).store("writing ids")?;
+        tables.apply(Change::PutId {
+            id: record.id,
+            key: name,
+        })?;
         if !record.parent.is_empty() {
-            tables
-                .children
-                .insert(record.parent.as_str(), name)
-                .store("writing parents index")?;
+            tables.apply(Change::PutChild {
+                parent: &record.parent,
+                key: name,
+            })?;
         }
         Ok(record.id)
     }
@@ -619,10 +621,10 @@ impl<'t> WriteTx<'t> {
     pub fn set_usage(&mut self, key: &str, usage: Usage) -> Result<()> {
         let mut record = self.get(key)?;
         record.usage = Some(usage);
-        self.write()
-            .snapshots
-            .insert(key, record.encode().as_slice())
-            .store("writing snapshot record")?;
+        self.write().apply(Change::PutRecord {
+            key,
+            record: &record.encode(),
+        })?;
         Ok(())
     }
 
@@ -639,30 +641,95 @@ impl<'t> WriteTx<'t> {
     }
 }
 
-impl Tables<'_> {
+impl<'t> Tables<'t> {
+    /// Opens the tables of `txn`, no change made yet.
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Tables<'t>> {
+        Ok(Tables {
+            snapshots: txn.open_table(SNAPSHOTS).store("opening snapshots table")?,
+            ids: txn.open_table(IDS).store("opening ids table")?,
+            children: txn
+                .open_multimap_table(CHILDREN)
+                .store("opening parents index")?,
+            labels: txn
+                .open_multimap_table(LABELS)
+                .store("opening labels index")?,
+            meta: txn.open_table(META).store("opening meta table")?,
+            changes: Vec::new(),
+        })
+    }
+
+    /// Makes `change`, and records it for the intent log: the one way the tables are
+    /// written, by operations and by replay alike.
+    pub(crate) fn apply(&mut self, change: Change<'_>) -> Result<()> {
+        change.encode(&mut self.changes);
+        match change {
+            Change::PutRecord { key, record } => {
+                self.snapshots
+                    .insert(key, record)
+                    .store("writing snapshot record")?;
+            }
+            Change::DeleteRecord { key } => {
+                self.snapshots
+                    .remove(key)
+                    .store("deleting snapshot record")?;
+            }
+            Change::PutId { id, key } => {
+                self.ids.insert(id, key).store("writing ids")?;
+            }
+            Change::DeleteId { id } => {
+                self.ids.remove(id).store("writing ids")?;
+            }
+            Change::PutChild { parent, key } => {
+                self.children
+                    .insert(parent, key)
+                    .store("writing parents index")?;
+            }
+            Change::DeleteChild { parent, key } => {
+                self.children
+                    .remove(parent, key)
+                    .store("writing parents index")?;
+            }
+            Change::PutLabel { entry, key } => {
+                self.labels
+                    .insert(entry, key)
+                    .store("writing labels index")?;
+            }
+            Change::DeleteLabel { entry, key } => {
+                self.labels
+                    .remove(entry, key)
+                    .store("writing labels index")?;
+            }
+            Change::PutMeta { name, value } => {
+                self.meta.insert(name, value).store("writing meta")?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a record and its labels-index entries.
     fn put(&mut self, key: &str, record: &Record) -> Result<()> {
-        self.snapshots
-            .insert(key, record.encode().as_slice())
-            .store("writing snapshot record")?;
+        self.apply(Change::PutRecord {
+            key,
+            record: &record.encode(),
+        })?;
         for (k, v) in &record.labels {
-            self.labels
-                .insert(label_entry(k, v).as_str(), key)
-                .store("writing labels index")?;
+            self.apply(Change::PutLabel {
+                entry: &label_entry(k, v),
+                key,
+            })?;
         }
         Ok(())
     }
 
     /// Deletes a record with its labels-index and parents-index entries.
     fn delete(&mut self, key: &str, record: &Record) -> Result<()> {
-        self.snapshots
-            .remove(key)
-            .store("deleting snapshot record")?;
+        self.apply(Change::DeleteRecord { key })?;
         self.unindex_labels(key, record)?;
         if !record.parent.is_empty() {
-            self.children
-                .remove(record.parent.as_str(), key)
-                .store("writing parents index")?;
+            self.apply(Change::DeleteChild {
+                parent: &record.parent,
+                key,
+            })?;
         }
         Ok(())
     }
@@ -670,15 +737,15 @@ impl Tables<'_> {
     /// Deletes a record, its indexes' entries and its id.
     fn drop_record(&mut self, key: &str, record: &Record) -> Result<()> {
         self.delete(key, record)?;
-        self.ids.remove(record.id).store("writing ids")?;
-        Ok(())
+        self.apply(Change::DeleteId { id: record.id })
     }
 
     fn unindex_labels(&mut self, key: &str, record: &Record) -> Result<()> {
         for (k, v) in &record.labels {
-            self.labels
-                .remove(label_entry(k, v).as_str(), key)
-                .store("writing labels index")?;
+            self.apply(Change::DeleteLabel {
+                entry: &label_entry(k, v),
+                key,
+            })?;
         }
         Ok(())
     }

@@ -114,70 +114,84 @@ fn full_disk_then_recovery() {
 }
 
 /// Each `pwrite`, `ftruncate` and `fdatasync` of a Create, a Remove, failing in turn with
-/// EIO: the operation fails and did not happen — or, where the failed call was the commit's
-/// fdatasync and the batch had reached the file anyway, the store made it durable with one
-/// more commit and the operation succeeded; either way the store's content equals the model
-/// of what was answered, the next operation succeeds on the same store, and the file opened
-/// afresh holds the model.
+/// EIO, first on the intent log's path, then (the log broken, so every batch commits durably
+/// in the database file) on the database's: the operation fails and did not happen — or
+/// succeeded anyway, because a failed log write or flush sent the batch down the durable
+/// path, or because the failed call was the durable commit's fdatasync and the batch had
+/// reached the file anyway (the store made it durable with one more commit); either way the
+/// store's content equals the model of what was answered, the next operation succeeds on the
+/// same store, and the file opened afresh holds the model.
 #[test]
 fn each_failing_call_of_a_write() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("metadata.redb");
+    let log = path.with_extension("log");
     let (faults, store) = open_faulty(&path);
     let mut model = BTreeSet::new();
     let mut seq = 0;
     let mut cases = 0;
-    let mut retried = 0;
-    for op in ["create", "remove"] {
-        for call in [FileCall::Write, FileCall::SetLen, FileCall::SyncData] {
-            for n in 1.. {
-                // A key to remove, made before the fault is armed.
-                seq += 1;
-                let key = format!("{op}-{call:?}-{n}-{seq}");
-                if op == "remove" {
-                    create(&store, &key, 64).unwrap();
-                    model.insert(key.clone());
-                }
-                faults.fail_nth(call, n, EIO);
-                let result = match op {
-                    "create" => create(&store, &key, 2000),
-                    _ => remove(&store, &key),
-                };
-                if faults.pending() {
-                    // The operation made fewer than `n` such calls: all of them were tried.
-                    faults.clear();
-                    result.unwrap();
-                    match op {
-                        "create" => model.insert(key),
-                        _ => model.remove(&key),
+    let mut absorbed = 0;
+    for log_broken in [false, true] {
+        for op in ["create", "remove"] {
+            for call in [FileCall::Write, FileCall::SetLen, FileCall::SyncData] {
+                for n in 1.. {
+                    // A key to remove, made before the fault is armed.
+                    seq += 1;
+                    let key = format!("{op}-{call:?}-{n}-{seq}-{log_broken}");
+                    if op == "remove" {
+                        create(&store, &key, 64).unwrap();
+                        model.insert(key.clone());
+                    }
+                    if log_broken {
+                        faults.break_log();
+                    }
+                    faults.fail_nth(call, n, EIO);
+                    let result = match op {
+                        "create" => create(&store, &key, 2000),
+                        _ => remove(&store, &key),
                     };
-                    assert_eq!(keys(&store), model);
-                    break;
-                }
-                cases += 1;
-                match result {
-                    Ok(()) => {
-                        assert_eq!(call, FileCall::SyncData, "{op}, {call:?} #{n} succeeded");
-                        retried += 1;
+                    if faults.pending() {
+                        // The operation made fewer than `n` such calls: all were tried.
+                        faults.clear();
+                        result.unwrap();
                         match op {
                             "create" => model.insert(key),
                             _ => model.remove(&key),
                         };
-                        assert_eq!(keys(&store), model, "{op}, {call:?} #{n}");
+                        assert_eq!(keys(&store), model);
+                        break;
                     }
-                    Err(error) => {
-                        assert!(
-                            error.to_string().contains(&path.display().to_string()),
-                            "{op}, {call:?} #{n}: {error}"
-                        );
-                        assert_eq!(keys(&store), model, "{op}, {call:?} #{n}: {error}");
+                    faults.clear();
+                    cases += 1;
+                    let what = format!("{op}, {call:?} #{n}, log broken: {log_broken}");
+                    match result {
+                        Ok(()) => {
+                            if log_broken {
+                                assert_eq!(call, FileCall::SyncData, "{what} succeeded");
+                            }
+                            absorbed += 1;
+                            match op {
+                                "create" => model.insert(key),
+                                _ => model.remove(&key),
+                            };
+                            assert_eq!(keys(&store), model, "{what}");
+                        }
+                        Err(error) => {
+                            let message = error.to_string();
+                            assert!(
+                                message.contains(&path.display().to_string())
+                                    || message.contains(&log.display().to_string()),
+                                "{what}: {error}"
+                            );
+                            assert_eq!(keys(&store), model, "{what}: {error}");
+                        }
                     }
                 }
             }
         }
     }
-    assert!(cases >= 6, "only {cases} failures injected");
-    eprintln!("{cases} failures injected; {retried} failed fsyncs found committed after all");
+    assert!(cases >= 8, "only {cases} failures injected");
+    eprintln!("{cases} failures injected; {absorbed} absorbed (the operation succeeded)");
     drop(store);
     let store = Store::open(&path).unwrap();
     assert_eq!(keys(&store), model);

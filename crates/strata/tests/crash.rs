@@ -13,6 +13,11 @@ use common::{BACKENDS, Daemon, exists, labels, names, no_labels, writable_dir};
 use rustix::process::Signal;
 use strata_core::Mount;
 use strata_grpc::client::Client;
+use strata_meta::LOG_BYTES_ENV;
+
+/// An intent log of 16 blocks: the daemon checkpoints every ~8 batches, and its log is
+/// sometimes full, so crashes meet those paths too.
+const SMALL_LOG: &str = "65536";
 
 /// The directory holding a committed snapshot's own layer, found through a view of it.
 async fn committed_dir(c: &Client, name: &str, probe: &str) -> PathBuf {
@@ -66,7 +71,14 @@ async fn crash_points(backends: &[&str], base: &Path) {
     let cases: &[(&str, &str)] = &[
         ("create-after-rename", "prepare"),
         ("meta-before-commit", "prepare"),
+        ("log-after-write", "prepare"),
+        ("log-after-flush", "prepare"),
         ("meta-after-commit", "prepare"),
+        ("log-after-flush", "commit"),
+        ("log-after-flush", "remove"),
+        ("log-after-write", "update"),
+        ("checkpoint-before-commit", "burst"),
+        ("checkpoint-after-commit", "burst"),
         ("meta-before-commit", "commit"),
         ("meta-after-commit", "commit"),
         ("commit-before-metadata", "commit"),
@@ -86,7 +98,8 @@ async fn crash_points(backends: &[&str], base: &Path) {
             } else {
                 &[]
             };
-            let mut d = Daemon::start_in(base, backend, extra);
+            let mut d =
+                Daemon::start_in_with_env(base, backend, extra, &[(LOG_BYTES_ENV, SMALL_LOG)]);
             let c = d.client().await;
             // Base state: a committed layer with content, an active child with content, a
             // removable leaf, and two orphans for Cleanup.
@@ -101,10 +114,24 @@ async fn crash_points(backends: &[&str], base: &Path) {
                 c.remove(k).await.unwrap();
             }
             d.stop();
-            d.env = vec![("STRATA_CRASH_AT".into(), point.into())];
+            d.env = vec![
+                ("STRATA_CRASH_AT".into(), point.into()),
+                (LOG_BYTES_ENV.into(), SMALL_LOG.into()),
+            ];
             d.restart();
             let c = d.client().await;
             let answer = match op {
+                // Enough batches to fill half the log: the checkpoint they call for dies.
+                "burst" => {
+                    let mut answer = Ok(());
+                    for i in 0..40 {
+                        if let Err(e) = c.prepare(&format!("burst-{i}"), "", no_labels()).await {
+                            answer = Err(e);
+                            break;
+                        }
+                    }
+                    answer
+                }
                 "prepare" => c.prepare("new", "base", no_labels()).await.map(drop),
                 "commit" => c.commit("done", "work", no_labels(), None).await.map(drop),
                 "remove" => c.remove("victim").await.map(drop),
@@ -211,6 +238,8 @@ async fn random_kills_during_workload_on_btrfs() {
     random_kills(&["btrfs"], fs.path(), &["--config", config]).await;
 }
 
+/// The workload with a small intent log (see [`SMALL_LOG`]): kills land in checkpoints, full
+/// logs and replays too.
 async fn random_kills(backends: &[&str], base: &Path, extra: &[&str]) {
     let rounds: usize = std::env::var("STRATA_CRASH_ROUNDS")
         .ok()
@@ -219,7 +248,7 @@ async fn random_kills(backends: &[&str], base: &Path, extra: &[&str]) {
     let mut kills = 0;
     let mut checked = 0;
     for backend in backends {
-        let mut d = Daemon::start_in(base, backend, extra);
+        let mut d = Daemon::start_in_with_env(base, backend, extra, &[(LOG_BYTES_ENV, SMALL_LOG)]);
         let mut known: BTreeMap<String, Known> = BTreeMap::new();
         let mut seed = 0x5eed_u64 ^ backend.len() as u64;
         for round in 0..rounds {
@@ -448,6 +477,49 @@ async fn workload(
         if i.is_multiple_of(5) && c.cleanup().await.is_err() {
             return facts;
         }
+    }
+}
+
+/// A crash while start-up replays the intent log (a daemon killed with acknowledged writes
+/// in its log, then dying in the middle of the replay and just before the replay is
+/// durable): the next start replays again, and every acknowledged commit is there with its
+/// content.
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_during_replay() {
+    for point in ["replay-mid", "replay-before-commit"] {
+        let mut d = Daemon::start("overlay");
+        let c = d.client().await;
+        for i in 0..5 {
+            let m = c.prepare(&format!("w{i}"), "", no_labels()).await.unwrap();
+            std::fs::write(writable_dir(&m).join("data"), format!("{i}")).unwrap();
+            c.commit(&format!("c{i}"), &format!("w{i}"), no_labels(), None)
+                .await
+                .unwrap();
+        }
+        let status = d.stop_with(Signal::KILL);
+        assert!(!status.success());
+        d.env = vec![("STRATA_CRASH_AT".into(), point.into())];
+        let out = d.command().output().unwrap();
+        assert!(!out.status.success(), "{point}: the start-up must crash");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("crash point {point:?}")),
+            "{point}: the start-up had no log to replay: {stderr}"
+        );
+        d.env.clear();
+        d.restart();
+        let c = d.client().await;
+        for i in 0..5 {
+            let dir = committed_dir(&c, &format!("c{i}"), &format!("probe-{i}")).await;
+            assert_eq!(
+                std::fs::read_to_string(dir.join("data")).unwrap(),
+                format!("{i}"),
+                "{point}: c{i}"
+            );
+        }
+        c.cleanup().await.unwrap();
+        d.stop();
+        d.assert_disk_matches_metadata("overlay");
     }
 }
 

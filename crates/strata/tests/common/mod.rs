@@ -40,6 +40,16 @@ impl Daemon {
     /// Starts a daemon whose root and socket are in a fresh directory under `base` (a
     /// filesystem a backend needs, e.g. a loop btrfs), with extra command-line arguments.
     pub fn start_in(base: &Path, backend: &str, extra: &[&str]) -> Daemon {
+        Daemon::start_in_with_env(base, backend, extra, &[])
+    }
+
+    /// As [`Daemon::start_in`], with extra environment variables from the first start on.
+    pub fn start_in_with_env(
+        base: &Path,
+        backend: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let dir = tempfile::Builder::new()
             .prefix("strata-test-")
             .tempdir_in(base)
@@ -53,7 +63,10 @@ impl Daemon {
             backend: backend.to_owned(),
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
-            env: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         daemon.restart();
         daemon
