@@ -6,6 +6,11 @@
 //! waiting at that moment in a single transaction and commits it once, and only then are the
 //! callers answered, so throughput grows with concurrency while no write is acknowledged
 //! before it is durable.
+//!
+//! A batch is durable once its entry is in the intent log (`log.rs`: one `pwrite`, one
+//! `fdatasync`); redb commits it behind the log without a flush, and is made durable by
+//! checkpoints (`checkpoint.rs`), after which the log starts over. Every open replays the
+//! log's entries the database does not hold yet.
 //! redb's types never leave this crate.
 #![forbid(unsafe_code)]
 

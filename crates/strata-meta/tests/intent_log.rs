@@ -472,5 +472,8 @@ fn random_kills_lose_nothing_acknowledged() {
         assert_holds(&path, seed, run.acked, &format!("killed after {after:?}"));
     }
     eprintln!("{kills} kills mid-workload survived");
-    assert!(kills >= 6, "only {kills} of 12 kills landed before the workload's end");
+    assert!(
+        kills >= 6,
+        "only {kills} of 12 kills landed before the workload's end"
+    );
 }
