@@ -6,7 +6,10 @@
 //! payload's length and a CRC-32C. An entry starts on a 4 KiB boundary, so appending one
 //! never rewrites the bytes of an entry already acknowledged, and it is written with one
 //! `pwrite` and made durable with one `fdatasync`: the blocks are allocated and the file's
-//! size does not change, so the flush carries no file-system metadata.
+//! size does not change, so the flush carries no file-system metadata. The `pwrite` is
+//! direct (`O_DIRECT`, where the file system allows it): through the page cache, writing a
+//! few bytes dirties the whole cached folio around them — up to hundreds of KiB on a
+//! file system with large folios — and the flush then writes all of it.
 //!
 //! The database behind the log is written without flushes and made durable from time to
 //! time by a *checkpoint* (see [`crate::checkpoint`]), which records the sequence number of
@@ -17,7 +20,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -174,7 +177,7 @@ impl IntentLog {
         entry.extend_from_slice(payload);
         let crc = crc32c(&entry[8..]);
         entry[4..8].copy_from_slice(&crc.to_le_bytes());
-        file.write_at(&entry, self.position)
+        file.write_blocks(&entry, self.position)
             .map_err(|e| AppendError::Io(io_error(&self.path, "appending to", e)))?;
         crash::point("log-after-write");
         file.sync()
@@ -190,7 +193,7 @@ impl IntentLog {
             && self.position + HEADER as u64 <= file.len
         {
             let done = file
-                .write_at(&[0; HEADER], self.position)
+                .write_blocks(&[0; HEADER], self.position)
                 .and_then(|()| file.sync());
             if let Err(e) = done {
                 tracing::warn!(path = %self.path.display(), error = %e, "cannot erase a failed log entry");
@@ -235,18 +238,30 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> StoreError {
 
 /// The log's file, through the test's faults if any.
 struct LogFile {
+    /// Read, and written when the log is created.
     file: File,
+    /// The same file opened for direct I/O, which entries are written through; `None` where
+    /// the file system refuses `O_DIRECT`.
+    direct: Option<File>,
     len: u64,
     #[cfg(feature = "testing")]
     faults: Option<crate::faults::Faults>,
 }
 
 impl LogFile {
-    fn from_file(file: File, len: u64, source: &Source) -> LogFile {
+    fn from_file(path: &Path, file: File, len: u64, source: &Source) -> LogFile {
         #[cfg(not(feature = "testing"))]
         let Source::File = source;
+        let direct = OpenOptions::new()
+            .write(true)
+            .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+            .open(path);
+        if let Err(e) = &direct {
+            tracing::debug!(path = %path.display(), error = %e, "intent log written through the page cache: no O_DIRECT here");
+        }
         LogFile {
             file,
+            direct: direct.ok(),
             len,
             #[cfg(feature = "testing")]
             faults: match source {
@@ -259,7 +274,7 @@ impl LogFile {
     fn open(path: &Path, source: &Source) -> std::io::Result<LogFile> {
         let file = OpenOptions::new().read(true).write(true).open(path)?;
         let len = file.metadata()?.len() / BLOCK * BLOCK;
-        Ok(LogFile::from_file(file, len, source))
+        Ok(LogFile::from_file(path, file, len, source))
     }
 
     /// Creates the log, zero-filled to its whole size and flushed, with its directory entry.
@@ -275,7 +290,7 @@ impl LogFile {
             .create(true)
             .truncate(false)
             .open(path)?;
-        let log = LogFile::from_file(file, len, source);
+        let log = LogFile::from_file(path, file, len, source);
         let zeros = vec![0u8; 256 << 10];
         let mut offset = 0;
         while offset < len {
@@ -295,6 +310,24 @@ impl LogFile {
             faults.check_log(crate::faults::FileCall::Write)?;
         }
         self.file.write_all_at(data, offset)
+    }
+
+    /// Writes `data` at `offset` (a block boundary), zero-padded to whole blocks: directly
+    /// from a block-aligned buffer where the file was opened for direct I/O.
+    fn write_blocks(&self, data: &[u8], offset: u64) -> std::io::Result<()> {
+        let Some(direct) = &self.direct else {
+            return self.write_at(data, offset);
+        };
+        #[cfg(feature = "testing")]
+        if let Some(faults) = &self.faults {
+            faults.check_log(crate::faults::FileCall::Write)?;
+        }
+        let len = blocks(data.len()) as usize;
+        let mut buffer = vec![0u8; len + BLOCK as usize];
+        let start = buffer.as_ptr().align_offset(BLOCK as usize);
+        let aligned = &mut buffer[start..start + len];
+        aligned[..data.len()].copy_from_slice(data);
+        direct.write_all_at(aligned, offset)
     }
 
     fn read_at(&self, out: &mut [u8], offset: u64) -> std::io::Result<()> {
