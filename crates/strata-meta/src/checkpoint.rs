@@ -15,10 +15,10 @@ use std::sync::Mutex;
 use std::time::SystemTime;
 
 use redb::{Database, Durability, ReadableDatabase, ReadableTable};
-use strata_core::{Error, StoreError, crash};
+use strata_core::{StoreError, crash};
 
 use crate::change::{self, Change};
-use crate::errors::from_redb;
+use crate::errors::{from_redb, into_store_error};
 use crate::log::IntentLog;
 use crate::tables::{LAST_BATCH_KEY, META, STORE_ID_KEY};
 use crate::tx::Tables;
@@ -31,24 +31,40 @@ pub(crate) fn new_store_id() -> u64 {
         .max(1)
 }
 
-/// The store's id and last batch as `meta` holds them, read through `get`.
-fn ids_of(
-    get: impl Fn(&str) -> Result<Option<u64>, StoreError>,
-) -> Result<(Option<u64>, u64), StoreError> {
-    Ok((get(STORE_ID_KEY)?, get(LAST_BATCH_KEY)?.unwrap_or(0)))
+/// The value of `key` in the `meta` table `meta`.
+fn meta_value(
+    meta: &impl ReadableTable<&'static str, u64>,
+    key: &str,
+) -> Result<Option<u64>, StoreError> {
+    Ok(meta
+        .get(key)
+        .map_err(|e| from_redb("reading meta table", e))?
+        .map(|v| v.value()))
 }
 
-/// The store's id (if it has one yet) and the number of its last batch, in `txn`.
-pub(crate) fn store_ids(txn: &redb::WriteTransaction) -> Result<(Option<u64>, u64), StoreError> {
-    let meta = txn
+/// Advances the number of the last batch in `txn` by `step` (0 rewrites it, so that a
+/// commit changing nothing else still writes) and returns the new number, with the store's
+/// id if it has one yet.
+pub(crate) fn number_batch(
+    txn: &redb::WriteTransaction,
+    step: u64,
+) -> Result<(u64, Option<u64>), StoreError> {
+    let mut meta = txn
         .open_table(META)
         .map_err(|e| from_redb("opening meta table", e))?;
-    ids_of(|key| {
-        Ok(meta
-            .get(key)
-            .map_err(|e| from_redb("reading meta table", e))?
-            .map(|v| v.value()))
-    })
+    let seq = meta_value(&meta, LAST_BATCH_KEY)?.unwrap_or(0) + step;
+    meta.insert(LAST_BATCH_KEY, seq)
+        .map_err(|e| from_redb("recording the batch number", e))?;
+    Ok((seq, meta_value(&meta, STORE_ID_KEY)?))
+}
+
+/// Makes `txn` commit without a flush (the intent log, or nothing, makes it durable).
+pub(crate) fn without_flush(txn: &mut redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.set_durability(Durability::None)
+        .map_err(|e| StoreError::Bug {
+            context: "committing metadata without a flush".to_owned(),
+            detail: e.to_string(),
+        })
 }
 
 /// Applies the entries of `log` that follow the database's last batch, in one transaction:
@@ -68,12 +84,8 @@ pub(crate) fn replay(
         Err(redb::TableError::TableDoesNotExist(_)) => return Ok(0),
         Err(e) => return Err(from_redb("opening meta table", e)),
     };
-    let (store_id, last) = ids_of(|key| {
-        Ok(meta
-            .get(key)
-            .map_err(|e| from_redb("reading meta table", e))?
-            .map(|v| v.value()))
-    })?;
+    let store_id = meta_value(&meta, STORE_ID_KEY)?;
+    let last = meta_value(&meta, LAST_BATCH_KEY)?.unwrap_or(0);
     drop(meta);
     drop(read);
     // A store that has not used the log yet (it gets its id with its first durable commit).
@@ -88,17 +100,16 @@ pub(crate) fn replay(
         .begin_write()
         .map_err(|e| from_redb("starting write transaction", e))?;
     if !durable {
-        txn.set_durability(Durability::None)
-            .map_err(|e| StoreError::Bug {
-                context: "replaying the intent log".to_owned(),
-                detail: e.to_string(),
-            })?;
+        without_flush(&mut txn)?;
     }
     {
-        let mut tables = Tables::open(&txn).map_err(store_error)?;
+        let mut tables =
+            Tables::open(&txn).map_err(|e| into_store_error(e, "replaying the intent log"))?;
         for (i, entry) in entries.iter().enumerate() {
             for change in change::decode(&entry.payload, entry.seq)? {
-                tables.apply(change).map_err(store_error)?;
+                tables
+                    .apply(change)
+                    .map_err(|e| into_store_error(e, "replaying the intent log"))?;
             }
             if i == 0 {
                 crash::point("replay-mid");
@@ -109,7 +120,7 @@ pub(crate) fn replay(
                 name: LAST_BATCH_KEY,
                 value: newest,
             })
-            .map_err(store_error)?;
+            .map_err(|e| into_store_error(e, "replaying the intent log"))?;
     }
     crash::point("replay-before-commit");
     txn.commit()
@@ -139,33 +150,11 @@ pub(crate) fn checkpoint(db: &Database, log: &Mutex<IntentLog>) -> Result<bool, 
             .map_err(|e| from_redb("ending an empty checkpoint", e))?;
         return Ok(false);
     }
-    {
-        // A commit that changes nothing may write nothing: record the last batch again.
-        let mut meta = txn
-            .open_table(META)
-            .map_err(|e| from_redb("opening meta table", e))?;
-        let last = meta
-            .get(LAST_BATCH_KEY)
-            .map_err(|e| from_redb("reading the last batch", e))?
-            .map_or(0, |v| v.value());
-        meta.insert(LAST_BATCH_KEY, last)
-            .map_err(|e| from_redb("recording the checkpoint", e))?;
-    }
+    number_batch(&txn, 0)?;
     crash::point("checkpoint-before-commit");
     txn.commit()
         .map_err(|e| from_redb("committing a checkpoint", e))?;
     crash::point("checkpoint-after-commit");
     log.rewind();
     Ok(true)
-}
-
-/// The store error inside `e` (the tables only fail with those).
-fn store_error(e: Error) -> StoreError {
-    match e {
-        Error::Store(e) => e,
-        other => StoreError::Bug {
-            context: "replaying the intent log".to_owned(),
-            detail: other.to_string(),
-        },
-    }
 }

@@ -35,6 +35,18 @@ pub(crate) fn from_redb(context: &str, error: impl Into<redb::Error>) -> StoreEr
     }
 }
 
+/// The store error inside `e`; any other error (which only a bug in Strata explains here)
+/// as [`StoreError::Bug`], saying what the store was doing.
+pub(crate) fn into_store_error(e: Error, context: &str) -> StoreError {
+    match e {
+        Error::Store(e) => e,
+        other => StoreError::Bug {
+            context: context.to_owned(),
+            detail: other.to_string(),
+        },
+    }
+}
+
 /// Extension to turn redb's many error types into [`Error::Store`] with context.
 pub(crate) trait StoreContext<T> {
     fn store(self, what: &str) -> Result<T>;

@@ -26,7 +26,7 @@ use redb::{Database, DatabaseError, ReadTransaction, ReadableDatabase};
 use strata_core::{Error, Result, StoreError};
 
 use crate::checkpoint::{checkpoint, replay};
-use crate::errors::from_redb;
+use crate::errors::{from_redb, into_store_error};
 use crate::log::IntentLog;
 use crate::overlay::MemoryOverlay;
 
@@ -118,13 +118,9 @@ impl Handle {
     /// Checkpoints the database (see [`checkpoint`]); reopens it if that failed with an
     /// I/O error. Returns whether there was anything to checkpoint.
     pub(crate) fn checkpoint(&self) -> std::result::Result<bool, StoreError> {
-        let (generation, db) = self.current().map_err(|e| match e {
-            Error::Store(e) => e,
-            other => StoreError::Bug {
-                context: "checkpointing the metadata store".to_owned(),
-                detail: other.to_string(),
-            },
-        })?;
+        let (generation, db) = self
+            .current()
+            .map_err(|e| into_store_error(e, "checkpointing the metadata store"))?;
         let Db::Writable(database) = &*db else {
             return Ok(false);
         };

@@ -96,9 +96,12 @@ impl IntentLog {
         self.position
     }
 
-    /// The log's size, if it exists.
-    pub(crate) fn capacity(&self) -> Option<u64> {
-        self.file.as_ref().map(|f| f.len)
+    /// Whether the entries not yet checkpointed fill more than half the log: time for a
+    /// checkpoint.
+    pub(crate) fn half_full(&self) -> bool {
+        self.file
+            .as_ref()
+            .is_some_and(|f| self.position > f.len / 2)
     }
 
     /// Reads the entries of store `store_id` that follow batch `last` (`last + 1`, `last +

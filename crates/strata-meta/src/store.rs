@@ -14,11 +14,11 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use redb::{Database, Durability, ReadableTable};
+use redb::{Database, ReadableTable};
 use strata_core::{Ctx, Error, Result, StoreError, crash};
 
-use crate::checkpoint::{new_store_id, store_ids};
-use crate::errors::{StoreContext, from_redb};
+use crate::checkpoint::{new_store_id, number_batch, without_flush};
+use crate::errors::{StoreContext, from_redb, into_store_error};
 use crate::handle::{Db, Handle, Source, needs_reopen};
 use crate::log::{AppendError, IntentLog};
 use crate::tables::{
@@ -323,8 +323,7 @@ impl Store {
             for complete in outcome.completions {
                 complete(outcome.error.as_ref());
             }
-            let log = self.db.log().lock().expect("intent log lock poisoned");
-            if log.capacity().is_some_and(|c| log.used() > c / 2) {
+            if outcome.checkpoint_due {
                 self.checkpointer.request();
             }
             return;
@@ -347,11 +346,7 @@ impl Store {
                 Db::Writable(_) => Ok((generation, db)),
                 Db::ReadOnly { why, .. } => Err(why.clone()),
             },
-            Err(Error::Store(e)) => Err(e),
-            Err(other) => Err(StoreError::Bug {
-                context: "opening the metadata store".to_owned(),
-                detail: other.to_string(),
-            }),
+            Err(e) => Err(into_store_error(e, "opening the metadata store")),
         }
     }
 
@@ -449,6 +444,8 @@ struct Outcome {
     /// The batch is durable in the log, but the database failed to commit it: reopened, it
     /// replays the log and so holds the batch.
     reopen: bool,
+    /// The log is more than half full: the checkpointer is to be asked for a checkpoint.
+    checkpoint_due: bool,
 }
 
 /// Runs `batch` in one transaction and commits it: through the log (one entry, one flush,
@@ -465,7 +462,7 @@ fn run_batch(
 ) -> std::result::Result<Outcome, (Vec<Job>, StoreError)> {
     // What the callers are told when the file failed: what ran out (or broke), and where.
     let at_file = |e: StoreError| match e {
-        StoreError::Io { context, source } if !context.contains("intent log") => StoreError::Io {
+        StoreError::Io { context, source } => StoreError::Io {
             context: format!("{context} in {}", path.display()),
             source,
         },
@@ -476,6 +473,7 @@ fn run_batch(
         error: Some(error),
         stamp: None,
         reopen: false,
+        checkpoint_due: false,
     };
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
@@ -492,17 +490,11 @@ fn run_batch(
                 io_error = io_error.or(error);
             }
             *id_floor = tx.id_floor();
-            changes = tx.changes().to_vec();
+            changes = tx.take_changes();
             tx.poisoned()
         }
         Err(e) => {
-            let reason = match e {
-                Error::Store(e) => e,
-                other => StoreError::Bug {
-                    context: "opening the tables".to_owned(),
-                    detail: other.to_string(),
-                },
-            };
+            let reason = into_store_error(e, "opening the tables");
             for job in batch {
                 let (complete, error) = job(Err(&reason));
                 completions.push(complete);
@@ -529,10 +521,10 @@ fn run_batch(
             error,
             stamp: None,
             reopen: false,
+            checkpoint_due: false,
         });
     }
-    let numbered = stamp_batch(&txn).and_then(|seq| Ok((seq, store_ids(&txn)?.0)));
-    let (seq, store_id) = match numbered {
+    let (seq, store_id) = match number_batch(&txn, 1) {
         Ok(numbered) => numbered,
         Err(e) => {
             let _ = txn.abort();
@@ -547,16 +539,10 @@ fn run_batch(
     };
     if appended.is_ok() {
         crash::point("log-after-flush");
-        let committed = txn
-            .set_durability(Durability::None)
-            .map_err(|e| StoreError::Bug {
-                context: "committing metadata".to_owned(),
-                detail: e.to_string(),
-            })
-            .and_then(|()| {
-                txn.commit()
-                    .map_err(|e| from_redb("committing metadata", e))
-            });
+        let committed = without_flush(&mut txn).and_then(|()| {
+            txn.commit()
+                .map_err(|e| from_redb("committing metadata", e))
+        });
         crash::point("meta-after-commit");
         if let Err(e) = &committed {
             tracing::warn!(path = %path.display(), error = %e, "a batch durable in the intent log did not commit in the database; reopening it to replay the log");
@@ -566,6 +552,7 @@ fn run_batch(
             error: None,
             stamp: None,
             reopen: committed.is_err(),
+            checkpoint_due: log.half_full(),
         });
     }
     // The durable path: this commit makes every batch before it durable too, so the log
@@ -611,23 +598,8 @@ fn run_batch(
         error,
         stamp: Some(seq),
         reopen: false,
+        checkpoint_due: log.half_full(),
     })
-}
-
-/// Numbers the batch in `txn` (one more than the last): the number its log entry carries,
-/// and by which, after a durable commit whose fsync failed, the reopened file tells whether
-/// the batch reached it.
-fn stamp_batch(txn: &redb::WriteTransaction) -> std::result::Result<u64, StoreError> {
-    let mut meta = txn
-        .open_table(META)
-        .map_err(|e| from_redb("opening meta table", e))?;
-    let last = meta
-        .get(LAST_BATCH_KEY)
-        .map_err(|e| from_redb("reading the last batch", e))?
-        .map_or(0, |v| v.value());
-    meta.insert(LAST_BATCH_KEY, last + 1)
-        .map_err(|e| from_redb("recording the batch", e))?;
-    Ok(last + 1)
 }
 
 /// The thread that checkpoints the database when the log is half full, off the writers'

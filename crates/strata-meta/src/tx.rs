@@ -460,10 +460,10 @@ impl<'t> WriteTx<'t> {
         self.poisoned
     }
 
-    /// The encoded changes of the batch so far (see [`crate::change`]); empty if nothing
-    /// changed.
-    pub(crate) fn changes(&self) -> &[u8] {
-        &self.tables.changes
+    /// Takes the encoded changes of the batch so far (see [`crate::change`]); empty if
+    /// nothing changed.
+    pub(crate) fn take_changes(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.tables.changes)
     }
 
     /// The record of `key`, or `NotFound`.
