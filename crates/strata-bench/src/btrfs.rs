@@ -68,6 +68,7 @@ pub async fn run(env: &Env, cfg: &BtrfsConfig) -> Result<Vec<Row>> {
     let strata = |backend: &str| Binaries {
         strata: cfg.strata.clone(),
         anchor: PathBuf::new(),
+        baseline: None,
         strata_config: Some(config.clone()),
         backend: backend.to_owned(),
     };
@@ -105,6 +106,7 @@ pub async fn run(env: &Env, cfg: &BtrfsConfig) -> Result<Vec<Row>> {
         let bins = Binaries {
             strata: PathBuf::new(),
             anchor: anchor.clone(),
+            baseline: None,
             strata_config: None,
             backend: "btrfs".into(),
         };

@@ -73,6 +73,11 @@ struct Common {
     /// The anchor binary (bench/anchor/build.sh builds it)
     #[arg(long, default_value = "/var/tmp/strata-bench/strata-anchor")]
     anchor: PathBuf,
+    /// Measure against another Strata build instead of containerd: its `strata` binary
+    /// serves in containerd's place, with the same (empty) configuration. To tell whether a
+    /// change to Strata helps, with the same alternating pairs the containerd comparison uses.
+    #[arg(long, value_name = "STRATA")]
+    baseline: Option<PathBuf>,
     /// Backend of both servers: overlay or native
     #[arg(long, default_value = "overlay", value_parser = ["overlay", "native"])]
     backend: String,
@@ -338,7 +343,7 @@ struct Meta {
     rounds: usize,
     strata_bin: String,
     anchor_bin: String,
-    anchor: &'static str,
+    anchor: String,
     disk: String,
 }
 
@@ -363,7 +368,10 @@ fn meta(command: &str, common: &Common, bins: &Binaries) -> Meta {
         rounds: common.rounds,
         strata_bin: bins.strata.display().to_string(),
         anchor_bin: bins.anchor.display().to_string(),
-        anchor: "containerd 1.6 snapshotter via contrib/snapshotservice (overlay: AsynchronousRemove, as containerd's default plugin config)",
+        anchor: match &bins.baseline {
+            Some(b) => format!("the Strata build {}", b.display()),
+            None => "containerd 1.6 snapshotter via contrib/snapshotservice (overlay: AsynchronousRemove, as containerd's default plugin config)".to_owned(),
+        },
         disk: format!(
             "fresh ext4 (journaled) on a loop device, {} GiB sparse image, one per server",
             common.disk_size >> 30
@@ -376,7 +384,15 @@ fn print_meta(m: &Meta) {
         "strata-bench {}: backend {}, {} rounds, kernel {}, {} CPUs, load {} (start) / {} (end)",
         m.command, m.backend, m.rounds, m.kernel, m.cpus, m.loadavg_start, m.loadavg_end
     );
-    println!("  containerd = {}", m.anchor);
+    println!(
+        "  {} = {}",
+        if m.anchor.starts_with("the Strata build") {
+            "baseline"
+        } else {
+            "containerd"
+        },
+        m.anchor
+    );
     println!("  disks: {}", m.disk);
 }
 
@@ -388,17 +404,21 @@ fn binaries(common: &Common) -> Result<Binaries> {
             .map(|d| d.join("strata"))
             .ok_or("cannot locate this binary's directory")?,
     };
+    let (other, other_path, other_hint) = match &common.baseline {
+        Some(b) => ("baseline", b, "pass an existing strata binary"),
+        None => (
+            "anchor",
+            &common.anchor,
+            "bench/anchor/build.sh, or pass --anchor",
+        ),
+    };
     for (what, p, hint) in [
         (
             "strata",
             &strata,
             "cargo build --release -p strata, or pass --strata",
         ),
-        (
-            "anchor",
-            &common.anchor,
-            "bench/anchor/build.sh, or pass --anchor",
-        ),
+        (other, other_path, other_hint),
     ] {
         if !p.is_file() {
             return Err(
@@ -409,6 +429,7 @@ fn binaries(common: &Common) -> Result<Binaries> {
     Ok(Binaries {
         strata,
         anchor: common.anchor.clone(),
+        baseline: common.baseline.clone(),
         strata_config: common.strata_config.clone(),
         backend: common.backend.clone(),
     })
@@ -514,18 +535,23 @@ async fn run(env: &Env, mut a: RunArgs) -> Result<()> {
     println!();
     print_meta(&meta);
     println!();
-    print!("{}", report::main_table(&rows));
+    let theirs = if a.common.baseline.is_some() {
+        "baseline"
+    } else {
+        "containerd"
+    };
+    print!("{}", report::main_table(&rows, theirs));
     if let Some(chain) = rows.iter().find(|r| r.id.starts_with("chain-")) {
         let per_chain =
             |s: &report::Summary| fmt_secs(s.mean_us * bench::CHAIN_LAYERS as f64 / 1e6);
         println!(
-            "chain of {} layers, whole chain (mean): Strata {}, containerd {}",
+            "chain of {} layers, whole chain (mean): Strata {}, {theirs} {}",
             bench::CHAIN_LAYERS,
             per_chain(&chain.strata),
             per_chain(&chain.containerd)
         );
     }
-    let per_op = report::per_op_table(&rows);
+    let per_op = report::per_op_table(&rows, theirs);
     if !per_op.is_empty() {
         println!();
         print!("{per_op}");
@@ -533,7 +559,7 @@ async fn run(env: &Env, mut a: RunArgs) -> Result<()> {
     println!();
     print!(
         "{}",
-        report::totals_table(&servers["strata"], &servers["containerd"])
+        report::totals_table(&servers["strata"], &servers["containerd"], theirs)
     );
     if !floor_rows.is_empty() {
         println!();

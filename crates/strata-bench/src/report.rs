@@ -313,7 +313,8 @@ fn fmt_ratio(r: f64) -> String {
 }
 
 /// The side-by-side table of the default benchmark.
-pub fn main_table(rows: &[RowResult]) -> String {
+/// `theirs` names the second server (`containerd`, or `baseline` for another Strata build).
+pub fn main_table(rows: &[RowResult], theirs: &str) -> String {
     let mut out = String::new();
     let side = |s: &Summary| {
         format!(
@@ -331,8 +332,8 @@ pub fn main_table(rows: &[RowResult]) -> String {
         "",
         "",
         "Strata",
-        "containerd",
-        format!("Strata / containerd, {pairs} pairs")
+        theirs,
+        format!("Strata / {theirs}, {pairs} pairs")
     );
     let _ = writeln!(
         out,
@@ -377,7 +378,7 @@ pub fn main_table(rows: &[RowResult]) -> String {
     );
     let _ = writeln!(
         out,
-        "ops/s: all clients together. cpu/op: server CPU (utime+stime) per operation. Ratios: Strata / containerd"
+        "ops/s: all clients together. cpu/op: server CPU (utime+stime) per operation. Ratios: Strata / {theirs}"
     );
     let _ = writeln!(
         out,
@@ -395,7 +396,8 @@ pub fn main_table(rows: &[RowResult]) -> String {
 
 /// The deterministic per-operation table: flushes, system calls and bytes written (traced
 /// measurements) and CPU per operation (the untraced, timed ones).
-pub fn per_op_table(rows: &[RowResult]) -> String {
+/// `theirs` names the second server, as in [`main_table`].
+pub fn per_op_table(rows: &[RowResult], theirs: &str) -> String {
     let mut out = String::new();
     let traced: Vec<(&RowResult, &Traced)> = rows
         .iter()
@@ -412,7 +414,10 @@ pub fn per_op_table(rows: &[RowResult]) -> String {
     let _ = writeln!(
         out,
         "{:<24} | {:^31} | {:^31} | {:^38}",
-        "", "Strata", "containerd", "Strata / containerd"
+        "",
+        "Strata",
+        theirs,
+        format!("Strata / {theirs}")
     );
     let _ = writeln!(
         out,
@@ -471,7 +476,7 @@ pub fn per_op_table(rows: &[RowResult]) -> String {
                 .join(", ")
         };
         let _ = writeln!(out, "  {} — Strata: {}", r.title, top(&t.strata));
-        let _ = writeln!(out, "  {} — containerd: {}", r.title, top(&t.containerd));
+        let _ = writeln!(out, "  {} — {theirs}: {}", r.title, top(&t.containerd));
     }
     out
 }
@@ -490,12 +495,13 @@ pub struct ServerTotals {
 }
 
 /// The per-server totals table.
-pub fn totals_table(strata: &ServerTotals, containerd: &ServerTotals) -> String {
+/// `theirs` names the second server, as in [`main_table`].
+pub fn totals_table(strata: &ServerTotals, containerd: &ServerTotals, theirs: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:<34} {:>12} {:>12} {:>8}",
-        "server totals", "Strata", "containerd", "ratio"
+        "server totals", "Strata", theirs, "ratio"
     );
     let _ = writeln!(
         out,

@@ -38,6 +38,8 @@ pub struct Binaries {
     pub strata: PathBuf,
     /// The `strata-anchor` binary.
     pub anchor: PathBuf,
+    /// Another `strata` binary to run in the anchor's place (`--baseline`).
+    pub baseline: Option<PathBuf>,
     /// Strata's configuration file (`--config`); `None` writes an empty one, so that
     /// `/etc/strata/config.toml` does not leak into the measurements.
     pub strata_config: Option<PathBuf>,
@@ -127,8 +129,12 @@ impl Server {
         let socket = env.dir.join(format!("{name}.sock"));
         let log = env.dir.join(format!("{name}.stderr"));
         let stderr = fs::File::create(&log)?;
-        let mut cmd = match kind {
-            Kind::Strata => {
+        let strata = match (kind, &bins.baseline) {
+            (Kind::Strata, _) => Some(&bins.strata),
+            (Kind::Containerd, baseline) => baseline.as_ref(),
+        };
+        let mut cmd = match strata {
+            Some(strata) => {
                 let config = match &bins.strata_config {
                     Some(c) => c.clone(),
                     None => {
@@ -137,7 +143,7 @@ impl Server {
                         c
                     }
                 };
-                let mut cmd = Command::new(&bins.strata);
+                let mut cmd = Command::new(strata);
                 cmd.arg("serve")
                     .arg("--root")
                     .arg(&root)
@@ -149,7 +155,7 @@ impl Server {
                     .arg(config);
                 cmd
             }
-            Kind::Containerd => {
+            None => {
                 let mut cmd = Command::new(&bins.anchor);
                 cmd.arg("-root")
                     .arg(&root)
