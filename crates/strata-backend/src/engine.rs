@@ -1,10 +1,11 @@
 //! The engine: containerd's snapshotter contract over a metadata [`Store`] and a [`Driver`].
 //!
 //! Crash ordering (see the README's architecture section):
-//! - *create*: the directory is built as `new-<pid>-<n>`, then renamed to its id inside the
-//!   write transaction that records it; a crash before that commit leaves a directory whose
-//!   id the store does not know, which start-up recovery finds (and never hands out again)
-//!   and Cleanup removes.
+//! - *create*: the snapshot's id is reserved first ([`Store::reserve_id`]), its directory
+//!   built under that final name, then the snapshot recorded; a crash before that commit
+//!   leaves a directory whose id the store does not know, which start-up recovery finds
+//!   (and never hands out again) and Cleanup removes. (Earlier versions built it as
+//!   `new-<pid>-<n>` and renamed it: start-up still removes such leftovers.)
 //! - *commit*: the usage is measured (and, with `sync_commit`, the layer flushed) before the
 //!   metadata moves; the directory does not change.
 //! - *remove*: the metadata goes first; the directory at once (`sync_remove`) or at the next
@@ -15,7 +16,7 @@
 //!   Cleanup costs nothing whatever the number of snapshots.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use strata_core::labels;
@@ -31,9 +32,9 @@ use crate::layout::{Entry, Layout, Orphan};
 use crate::{Driver, OpenError};
 
 pub mod check;
-mod temp_dir;
+mod new_dir;
 
-use temp_dir::TempDir;
+use new_dir::NewDir;
 
 /// Longest key or name accepted, in bytes. containerd's own keys stay under a few hundred
 /// bytes (`<namespace>/<n>/<digest>`); the limit keeps hostile requests from bloating the
@@ -77,7 +78,6 @@ pub struct Engine<D: Driver> {
     layout: Layout,
     store: Store,
     options: EngineOptions,
-    temp_seq: AtomicU64,
     /// Directories the metadata no longer knows, waiting for Cleanup: those of removed
     /// snapshots, and the orphans start-up recovery found. Only this process creates
     /// directories under the root, so this list is complete and an idle Cleanup costs
@@ -123,7 +123,6 @@ impl<D: Driver> Engine<D> {
             layout,
             store,
             options,
-            temp_seq: AtomicU64::new(0),
             trash: Mutex::default(),
             closed: AtomicBool::new(false),
         }
@@ -230,49 +229,33 @@ impl<D: Driver> Engine<D> {
             .read(ctx, |tx| tx.plan_create(kind, key, parent))?
             .parent_ids;
 
-        let temp = TempDir::new(self)?;
+        // Built under its final name: recording it then needs no rename, and until it is
+        // recorded nothing refers to the id (a failure discards the directory, a crash
+        // leaves an orphan that start-up recovery finds).
+        let id = self.store.reserve_id(ctx)?;
+        let dir = NewDir::create(self, id)?;
         self.driver
-            .populate(&self.layout, temp.path(), kind, &expected)?;
+            .populate(&self.layout, dir.path(), kind, &expected)?;
         if limit.is_some() {
-            self.driver.set_limit(&temp.path().join("fs"), limit)?;
+            self.driver.set_limit(&dir.path().join("fs"), limit)?;
         }
         crash::pause("create-before-metadata");
 
-        let layout = self.layout.clone();
         let (key, parent) = (key.to_owned(), parent.to_owned());
-        let from = temp.path().to_owned();
-        let renamed_to = Arc::new(Mutex::new(None::<PathBuf>));
-        let renamed = Arc::clone(&renamed_to);
         // The store checks `ctx` right before this runs: the last moment to honour a
         // cancelled request, with nothing recorded yet.
-        let result = self.store.write(ctx, move |tx| {
-            let plan = tx.plan_create(kind, &key, &parent)?;
+        let snapshot = self.store.write(ctx, move |tx| {
+            let plan = tx.plan_create_as(id, kind, &key, &parent)?;
             if plan.parent_ids != expected {
                 return Err(Error::FailedPrecondition(format!(
                     "parent {parent:?} of {key:?} was replaced while the snapshot was built; retry"
                 )));
             }
-            let to = layout.dir(plan.id);
-            crash::fault("rename")
-                .and_then(|()| std::fs::rename(&from, &to))
-                .map_err(|e| Error::io("rename", &to, e))?;
-            *renamed.lock().expect("rename slot") = Some(to);
-            crash::point("create-after-rename");
+            crash::point("create-before-record");
             tx.create(plan, labels)
-        });
-        match result {
-            Ok(snapshot) => {
-                temp.disarm();
-                Ok(self.driver.mounts(&self.layout, &snapshot))
-            }
-            Err(e) => {
-                // The batch did not commit: the directory carries an id nobody will record.
-                if let Some(dir) = renamed_to.lock().expect("rename slot").take() {
-                    self.discard(dir);
-                }
-                Err(e)
-            }
-        }
+        })?;
+        dir.keep();
+        Ok(self.driver.mounts(&self.layout, &snapshot))
     }
 
     /// Removes a directory the metadata no longer knows, or leaves it to Cleanup if that

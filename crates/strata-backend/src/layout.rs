@@ -5,7 +5,8 @@
 //! <root>/metadata.log         its intent log (see strata-meta)
 //! <root>/snapshots/<id>/fs    a snapshot's content (overlay: its upper directory)
 //! <root>/snapshots/<id>/work  overlay's work directory (active snapshots only)
-//! <root>/snapshots/new-<n>    a snapshot being built, renamed to <id> when recorded
+//! <root>/snapshots/new-<n>    a snapshot half-built by an earlier version (which built
+//!                             aside and renamed): removed at start-up
 //! ```
 //!
 //! Directories are named by numeric id, never by key, so no key can reach a path. Above the

@@ -50,7 +50,8 @@ pub trait Driver: Send + Sync + 'static {
     }
 
     /// Fills `dir`, a fresh empty directory, for a new snapshot of `kind` whose ancestors
-    /// are `parent_ids` (nearest first). `dir` is renamed to the snapshot's id afterwards.
+    /// are `parent_ids` (nearest first). `dir` is already the snapshot's (`snapshots/<id>`);
+    /// the snapshot is recorded afterwards.
     fn populate(&self, layout: &Layout, dir: &Path, kind: Kind, parent_ids: &[u64]) -> Result<()>;
 
     /// The mounts that expose `snapshot`. Pure: no filesystem access.

@@ -24,7 +24,7 @@ use crate::log::{AppendError, IntentLog};
 use crate::tables::{
     CHILDREN, IDS, LABELS, LAST_BATCH_KEY, META, SCHEMA_VERSION_KEY, SNAPSHOTS, STORE_ID_KEY,
 };
-use crate::tx::{ReadTx, WriteTx};
+use crate::tx::{Ids, ReadTx, WriteTx};
 
 /// Version of the table layout this build writes. Bumped on any incompatible change; a
 /// store written by a newer version is refused rather than misread.
@@ -51,6 +51,8 @@ pub struct Store {
     checkpointer: Checkpointer,
     path: PathBuf,
     writes: Mutex<Writes>,
+    /// The snapshot ids handed out (by [`Store::reserve_id`] and in batches).
+    ids: Ids,
     /// Signalled when a batch is durable and when leadership is free.
     batch_done: Condvar,
     closed: AtomicBool,
@@ -62,8 +64,6 @@ struct Writes {
     queue: Vec<Job>,
     /// Whether some caller is committing a batch right now.
     leader: bool,
-    /// Lowest id not yet handed out (see `WriteTx`): carried from batch to batch.
-    id_floor: u64,
 }
 
 impl std::fmt::Debug for Store {
@@ -105,6 +105,7 @@ impl Store {
             db,
             path: path.to_owned(),
             writes: Mutex::default(),
+            ids: Ids::default(),
             batch_done: Condvar::new(),
             closed: AtomicBool::new(false),
         })
@@ -185,6 +186,16 @@ impl Store {
         result
     }
 
+    /// An id for a snapshot about to be created, reserved now: no other snapshot of this
+    /// store has or will get it, so the snapshot's directory can be built under its final
+    /// name before the record exists ([`WriteTx::plan_create_as`]). An id reserved but never
+    /// recorded is simply skipped; a directory left under it is found at the next start
+    /// (whose recovery raises the next id above it).
+    pub fn reserve_id(&self, ctx: &Ctx) -> Result<u64> {
+        let stored = self.read(ctx, |tx| tx.next_id())?;
+        Ok(self.ids.take(stored))
+    }
+
     /// Runs `f` in a write transaction and returns once its effect is durable.
     ///
     /// Group commit, leader/follower style: the caller queues `f`; if nobody is committing,
@@ -262,13 +273,11 @@ impl Store {
             writes.leader = true;
             let take = writes.queue.len().min(MAX_BATCH);
             let batch: Vec<Job> = writes.queue.drain(..take).collect();
-            let mut id_floor = writes.id_floor;
             drop(writes);
             let leadership = Leadership(self);
-            self.commit_batch(batch, &mut id_floor);
+            self.commit_batch(batch);
             std::mem::forget(leadership);
             writes = self.writes.lock().expect("writes lock poisoned");
-            writes.id_floor = id_floor;
             writes.leader = false;
             self.batch_done.notify_all();
         }
@@ -277,7 +286,7 @@ impl Store {
     /// Commits `batch` and answers its callers; reopens the database when an I/O error left
     /// it unusable, so that the next batch can commit once the disk has room again. Runs
     /// while this caller leads, so no other batch uses the database meanwhile.
-    fn commit_batch(&self, mut batch: Vec<Job>, id_floor: &mut u64) {
+    fn commit_batch(&self, mut batch: Vec<Job>) {
         let mut retried = false;
         loop {
             let (generation, db) = match self.writable() {
@@ -292,7 +301,7 @@ impl Store {
             let Db::Writable(database) = &*db else {
                 unreachable!("writable() returns a writable database");
             };
-            let mut outcome = match run_batch(database, &self.path, self.db.log(), batch, id_floor)
+            let mut outcome = match run_batch(database, &self.path, self.db.log(), batch, &self.ids)
             {
                 Ok(outcome) => outcome,
                 Err((untouched, reason)) => {
@@ -458,7 +467,7 @@ fn run_batch(
     path: &Path,
     log: &Mutex<IntentLog>,
     batch: Vec<Job>,
-    id_floor: &mut u64,
+    ids: &Ids,
 ) -> std::result::Result<Outcome, (Vec<Job>, StoreError)> {
     // What the callers are told when the file failed: what ran out (or broke), and where.
     let at_file = |e: StoreError| match e {
@@ -482,14 +491,13 @@ fn run_batch(
     let mut completions = Vec::with_capacity(batch.len());
     let mut io_error = None;
     let mut changes = Vec::new();
-    let poisoned = match WriteTx::open(&txn, *id_floor) {
+    let poisoned = match WriteTx::open(&txn, ids) {
         Ok(mut tx) => {
             for job in batch {
                 let (complete, error) = job(Ok(&mut tx));
                 completions.push(complete);
                 io_error = io_error.or(error);
             }
-            *id_floor = tx.id_floor();
             changes = tx.take_changes();
             tx.poisoned()
         }

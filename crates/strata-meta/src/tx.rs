@@ -3,6 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use redb::{
@@ -404,10 +405,36 @@ pub struct WriteTx<'t> {
     wrote: bool,
     /// Set when an operation failed after writing: the batch must not commit.
     poisoned: bool,
-    /// Lowest id not yet handed out by this process. Kept by the writer across batches, so
-    /// an id assigned in a batch that was rolled back is never assigned again (its directory
-    /// may still exist).
-    id_floor: u64,
+    /// The store's ids, so that an id assigned in a batch that was rolled back is never
+    /// assigned again (its directory may still exist).
+    ids: &'t Ids,
+}
+
+/// Hands out snapshot ids: each at most once in this process, and none below the stored
+/// next id (which covers every recorded id, and every directory found at start-up).
+#[derive(Debug, Default)]
+pub(crate) struct Ids {
+    /// Lowest id not yet handed out by this process.
+    floor: AtomicU64,
+}
+
+impl Ids {
+    /// An id no earlier call returned, and at least `stored`.
+    pub(crate) fn take(&self, stored: u64) -> u64 {
+        let mut floor = self.floor.load(Ordering::Acquire);
+        loop {
+            let id = stored.max(floor).max(1);
+            match self.floor.compare_exchange_weak(
+                floor,
+                id + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return id,
+                Err(now) => floor = now,
+            }
+        }
+    }
 }
 
 /// The open tables of a write transaction, and the changes made to them so far (encoded
@@ -422,12 +449,12 @@ pub(crate) struct Tables<'t> {
 }
 
 impl<'t> WriteTx<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction, id_floor: u64) -> Result<WriteTx<'t>> {
+    pub(crate) fn open(txn: &'t WriteTransaction, ids: &'t Ids) -> Result<WriteTx<'t>> {
         Ok(WriteTx {
             tables: Tables::open(txn)?,
             wrote: false,
             poisoned: false,
-            id_floor,
+            ids,
         })
     }
 
@@ -446,10 +473,6 @@ impl<'t> WriteTx<'t> {
     /// Whether the current operation has written.
     pub(crate) fn wrote(&self) -> bool {
         self.wrote
-    }
-
-    pub(crate) fn id_floor(&self) -> u64 {
-        self.id_floor
     }
 
     pub(crate) fn poison(&mut self) {
@@ -476,23 +499,39 @@ impl<'t> WriteTx<'t> {
         has_children(&self.tables.children, key)
     }
 
+    /// The stored next id.
     fn next_id(&self) -> Result<u64> {
-        let stored = self
+        Ok(self
             .tables
             .meta
             .get(NEXT_ID_KEY)
             .store("reading next id")?
             .map(|v| v.value())
-            .unwrap_or(1);
-        Ok(stored.max(self.id_floor))
+            .unwrap_or(1))
     }
 
     /// Checks that an Active or View snapshot `key` can be created on `parent` and assigns
-    /// its id, without writing anything (errors as containerd's `storage.CreateSnapshot`:
-    /// `NotFound` for a missing parent, `InvalidArgument` for a parent that is not committed,
-    /// `AlreadyExists` for a taken key).
+    /// it a fresh id, without writing anything (errors as containerd's
+    /// `storage.CreateSnapshot`: `NotFound` for a missing parent, `InvalidArgument` for a
+    /// parent that is not committed, `AlreadyExists` for a taken key).
     pub fn plan_create(&self, kind: Kind, key: &str, parent: &str) -> Result<CreatePlan> {
-        plan_create(&self.tables.snapshots, kind, key, parent, self.next_id()?)
+        let plan = plan_create(&self.tables.snapshots, kind, key, parent, 0)?;
+        Ok(CreatePlan {
+            id: self.ids.take(self.next_id()?),
+            ..plan
+        })
+    }
+
+    /// [`WriteTx::plan_create`] for a snapshot whose id was reserved beforehand
+    /// ([`crate::Store::reserve_id`]), e.g. to build its directory under its final name.
+    pub fn plan_create_as(
+        &self,
+        id: u64,
+        kind: Kind,
+        key: &str,
+        parent: &str,
+    ) -> Result<CreatePlan> {
+        plan_create(&self.tables.snapshots, kind, key, parent, id)
     }
 
     /// Raises the next id to at least `min` (so ids already used on disk are never reused).
@@ -510,6 +549,7 @@ impl<'t> WriteTx<'t> {
     /// updated now.
     pub fn create(&mut self, plan: CreatePlan, labels: Labels) -> Result<Snapshot> {
         labels::validate(&labels)?;
+        let stored_next = self.next_id()?;
         let now = SystemTime::now();
         let record = Record {
             id: plan.id,
@@ -532,11 +572,12 @@ impl<'t> WriteTx<'t> {
                 key: &plan.key,
             })?;
         }
+        // Ids reserved ahead may be recorded out of order: the next id only grows.
+        let next = stored_next.max(plan.id + 1);
         tables.apply(Change::PutMeta {
             name: NEXT_ID_KEY,
-            value: plan.id + 1,
+            value: next,
         })?;
-        self.id_floor = self.id_floor.max(plan.id + 1);
         Ok(Snapshot {
             id: plan.id,
             kind: plan.kind,

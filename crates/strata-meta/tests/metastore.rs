@@ -472,6 +472,46 @@ fn concurrent_writers_are_all_durable() {
     );
 }
 
+/// Ids reserved ahead of their records (a directory built under its final name) are never
+/// handed out twice, not even to a batch's own plan; they may be recorded out of order; and
+/// the stored next id stays above every recorded one, across a reopen too.
+#[test]
+fn reserved_ids_are_unique_and_recorded_in_any_order() {
+    let (dir, store) = open();
+    let bg = Ctx::background();
+    let a = store.reserve_id(&bg).unwrap();
+    let b = store.reserve_id(&bg).unwrap();
+    assert_ne!(a, b);
+    for (id, key) in [(b, "b"), (a, "a")] {
+        let recorded = store
+            .write(&bg, move |tx| {
+                let plan = tx.plan_create_as(id, Kind::Active, key, "")?;
+                tx.create(plan, Labels::new())
+            })
+            .unwrap();
+        assert_eq!(recorded.id, id);
+    }
+    let c = create(&store, Kind::Active, "c", "").unwrap().id;
+    assert!(
+        c > a.max(b),
+        "a batch's own id {c} is above the reserved {a}, {b}"
+    );
+    let unused = store.reserve_id(&bg).unwrap();
+    assert!(unused > c);
+    drop(store);
+    let store = Store::open(&dir.path().join("metadata.redb")).unwrap();
+    let next = store.reserve_id(&bg).unwrap();
+    assert!(
+        next > a.max(b).max(c),
+        "after a reopen, {next} is above every recorded id"
+    );
+    assert_eq!(
+        store.read(&bg, |tx| tx.ids()).unwrap().len(),
+        3,
+        "the reserved but unrecorded id {unused} left nothing"
+    );
+}
+
 /// An operation that fails after writing aborts its whole batch: nothing of it lands.
 #[test]
 fn failure_after_write_rolls_back() {

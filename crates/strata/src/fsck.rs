@@ -87,7 +87,7 @@ pub enum Problem {
     OrphanDirectory {
         /// Its name under `snapshots/`.
         name: String,
-        /// `unknown-id`, `leftover` (`new-*`, a crash during Prepare) or `foreign`.
+        /// `unknown-id`, `leftover` (`new-*`, a crash during a Prepare of an earlier version) or `foreign`.
         why: &'static str,
         /// Bytes it holds.
         bytes: u64,

@@ -69,7 +69,7 @@ async fn every_crash_point_on_btrfs() {
 
 async fn crash_points(backends: &[&str], base: &Path) {
     let cases: &[(&str, &str)] = &[
-        ("create-after-rename", "prepare"),
+        ("create-before-record", "prepare"),
         ("meta-before-commit", "prepare"),
         ("log-after-write", "prepare"),
         ("log-after-flush", "prepare"),

@@ -75,9 +75,9 @@ async fn restart_keeps_everything() {
     assert_eq!(names(&c, &[]).await, ["A", "b", "v"]);
 }
 
-/// What a crash mid-Prepare leaves (a half-built `new-*` directory, a directory renamed to an
-/// id the store never recorded) is repaired at start: the temp directory is gone, the id is
-/// never handed out again, and Cleanup removes the orphan.
+/// What a crash mid-Prepare leaves (a directory under an id the store never recorded; from an
+/// earlier version, a half-built `new-*` directory) is repaired at start: the temp directory
+/// is gone, the id is never handed out again, and Cleanup removes the orphan.
 #[tokio::test(flavor = "multi_thread")]
 async fn recovery_after_crash_leftovers() {
     let mut d = Daemon::start("overlay");
