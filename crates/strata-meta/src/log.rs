@@ -121,22 +121,29 @@ impl IntentLog {
             }
         }
         let file = self.file.as_ref().expect("opened above");
+        let read = |buf: &mut [u8], at: u64| {
+            file.read_at(buf, at)
+                .map_err(|e| io_error(&self.path, "reading", e))
+        };
         let mut entries = Vec::new();
-        let mut header = [0u8; HEADER];
         let mut expected = last + 1;
         loop {
             if self.position + HEADER as u64 > file.len {
                 break;
             }
-            file.read_at(&mut header, self.position)
-                .map_err(|e| io_error(&self.path, "reading", e))?;
-            let Some(len) = parse_header(&header, store_id, expected, file.len - self.position)
-            else {
+            // The first block holds the header and, mostly, the whole entry.
+            let room = file.len - self.position;
+            let mut body = vec![0u8; BLOCK.min(room) as usize];
+            read(&mut body, self.position)?;
+            let header = body[..HEADER].try_into().expect("a header's bytes");
+            let Some(len) = parse_header(header, store_id, expected, room) else {
                 break;
             };
-            let mut body = vec![0u8; HEADER + len];
-            file.read_at(&mut body, self.position)
-                .map_err(|e| io_error(&self.path, "reading", e))?;
+            if HEADER + len > body.len() {
+                body.resize(HEADER + len, 0);
+                read(&mut body, self.position)?;
+            }
+            body.truncate(HEADER + len);
             if crc32c(&body[8..]) != u32::from_le_bytes(body[4..8].try_into().expect("4 bytes")) {
                 break;
             }
