@@ -35,6 +35,9 @@ pub struct Config {
     pub sync_remove: bool,
     /// Flush the filesystem before recording each Commit.
     pub sync_commit: bool,
+    /// Threads answering requests: 1 (the default) runs the server on one thread, 0 on one
+    /// per CPU, N on N. Filesystem work and flushes run on a separate pool whatever this is.
+    pub runtime_threads: usize,
     /// Log filter when `RUST_LOG` is unset (`info`, `debug`, `strata=debug`, …).
     pub log_level: String,
     /// `HOST:PORT` to serve Prometheus metrics on (`GET /metrics`); empty or absent: none.
@@ -95,6 +98,7 @@ impl Default for Config {
             socket_group: String::new(),
             sync_remove: false,
             sync_commit: false,
+            runtime_threads: 1,
             log_level: "info".into(),
             metrics_address: None,
             containerd_address: DEFAULT_CONTAINERD_ADDRESS.into(),
@@ -157,6 +161,13 @@ mod tests {
     #[test]
     fn empty_is_default() {
         assert_eq!(Config::parse("").unwrap(), Config::default());
+    }
+
+    /// The shipped example restates every default, as its header says.
+    #[test]
+    fn shipped_example_is_the_defaults() {
+        let text = include_str!("../../../contrib/config.toml");
+        assert_eq!(Config::parse(text).unwrap(), Config::default());
     }
 
     /// Keys are read, and a misspelt key is an error rather than silently ignored.
