@@ -176,7 +176,7 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
         Status::Ok,
         format!(
             "root {}, socket {}, backends {} (default {}), sync_remove {}, sync_commit {}, \
-             metrics {}",
+             runtime_threads {}, metrics {}",
             config.root.display(),
             config.address.display(),
             served
@@ -187,6 +187,7 @@ pub fn diagnose(args: &ConfigArgs) -> Report {
             config.backend,
             config.sync_remove,
             config.sync_commit,
+            config.runtime_threads,
             config
                 .metrics_address
                 .as_deref()
