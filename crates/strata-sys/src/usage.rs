@@ -62,31 +62,15 @@ pub fn diff_usage_until(
     }
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        for entry in entries {
-            walk.entries += 1;
-            if walk.entries.is_multiple_of(256) && stop() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "walk abandoned"));
-            }
-            let entry = entry?;
-            let meta = match entry.metadata() {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
+        walk.each_entry(&root.join(&rel), stop, |walk, entry, meta| {
             let rel = rel.join(entry.file_name());
-            if meta.is_dir() {
-                stack.push(rel.clone());
-            }
             if !same_inode(&meta, &base.join(&rel)) {
                 walk.account(&meta);
             }
-        }
+            if meta.is_dir() {
+                stack.push(rel);
+            }
+        })?;
     }
     Ok(walk.finish())
 }
@@ -137,9 +121,25 @@ impl Walk {
         stack: &mut Vec<PathBuf>,
         stop: &(dyn Fn() -> bool + Sync),
     ) -> io::Result<()> {
+        self.each_entry(dir, stop, |walk, entry, meta| {
+            if meta.is_dir() {
+                stack.push(entry.path());
+            }
+            walk.account(&meta);
+        })
+    }
+
+    /// Calls `f` with every entry of `dir` and its metadata, checking `stop` every few
+    /// hundred entries. What vanishes under the walk is skipped: an active snapshot can
+    /// change while it is measured.
+    fn each_entry(
+        &mut self,
+        dir: &Path,
+        stop: &(dyn Fn() -> bool + Sync),
+        mut f: impl FnMut(&mut Walk, std::fs::DirEntry, std::fs::Metadata),
+    ) -> io::Result<()> {
         let entries = match std::fs::read_dir(dir) {
             Ok(e) => e,
-            // Removed under us: an active snapshot can change while it is measured.
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(e),
         };
@@ -154,10 +154,7 @@ impl Walk {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(e),
             };
-            if meta.is_dir() {
-                stack.push(entry.path());
-            }
-            self.account(&meta);
+            f(self, entry, meta);
         }
         Ok(())
     }
