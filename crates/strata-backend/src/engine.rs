@@ -245,12 +245,7 @@ impl<D: Driver> Engine<D> {
         // The store checks `ctx` right before this runs: the last moment to honour a
         // cancelled request, with nothing recorded yet.
         let snapshot = self.store.write(ctx, move |tx| {
-            let plan = tx.plan_create_as(id, kind, &key, &parent)?;
-            if plan.parent_ids != expected {
-                return Err(Error::FailedPrecondition(format!(
-                    "parent {parent:?} of {key:?} was replaced while the snapshot was built; retry"
-                )));
-            }
+            let plan = tx.plan_create_as(id, kind, &key, &parent, expected)?;
             crash::point("create-before-record");
             tx.create(plan, labels)
         })?;

@@ -112,6 +112,28 @@ impl Record {
     }
 }
 
+/// What a walk up the parents needs of a record: its id, kind and parent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// The snapshot's id.
+    pub id: u64,
+    /// Its kind.
+    pub kind: Kind,
+    /// Its parent's key, empty for none.
+    pub parent: String,
+}
+
+impl Link {
+    /// The id, kind and parent of the record stored as `bytes` under `key`, without
+    /// decoding its labels (which [`Record::decode`] checks).
+    pub fn decode(key: &str, bytes: &[u8]) -> Result<Link> {
+        let mut r = Reader { bytes, key };
+        let Head { id, kind, .. } = r.head()?;
+        let parent = r.string()?;
+        Ok(Link { id, kind, parent })
+    }
+}
+
 /// Calls `f` with the record stored as `bytes` under `key`, borrowed: no label map, no
 /// string copied. Checks exactly what [`Record::decode`] checks.
 pub fn with_info_ref<T>(

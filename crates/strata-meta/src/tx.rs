@@ -15,7 +15,7 @@ use strata_core::snapshot::Labels;
 use strata_core::{Error, Filter, Info, InfoRef, Kind, Result, Usage};
 
 use crate::change::Change;
-use crate::codec::Record;
+use crate::codec::{Link, Record};
 use crate::errors::{StoreContext, corrupted};
 use crate::tables::{CHILDREN, IDS, LABELS, META, NEXT_ID_KEY, SNAPSHOTS, label_entry};
 
@@ -64,17 +64,25 @@ fn get_record(t: &impl Snapshots, key: &str) -> Result<Option<Record>> {
     }
 }
 
+/// `key`'s id, kind and parent, without its labels: what walks and checks need.
+fn get_link(t: &impl Snapshots, key: &str) -> Result<Option<Link>> {
+    match t.get(key).store("reading snapshot record")? {
+        Some(v) => Link::decode(key, v.value()).map(Some),
+        None => Ok(None),
+    }
+}
+
 fn must_get(t: &impl Snapshots, key: &str) -> Result<Record> {
     get_record(t, key)?.ok_or_else(|| Error::not_found(key))
 }
 
 /// Ids of `record`'s ancestors, nearest first.
-fn parent_ids(t: &impl Snapshots, key: &str, record: &Record) -> Result<Vec<u64>> {
+fn parent_ids(t: &impl Snapshots, key: &str, parent: &str) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
-    let mut parent = record.parent.clone();
+    let mut parent = parent.to_owned();
     let mut child = key.to_owned();
     while !parent.is_empty() {
-        let p = get_record(t, &parent)?.ok_or_else(|| {
+        let p = get_link(t, &parent)?.ok_or_else(|| {
             corrupted(
                 format!("snapshot {child:?}"),
                 format!("its parent {parent:?} has no record"),
@@ -131,6 +139,33 @@ fn walk(
 
 /// containerd's `storage.CreateSnapshot` checks: `NotFound` for a missing parent,
 /// `InvalidArgument` for a parent that is not committed, `AlreadyExists` for a taken key.
+/// Returns the parent's link, if any.
+fn check_create(t: &impl Snapshots, kind: Kind, key: &str, parent: &str) -> Result<Option<Link>> {
+    if kind == Kind::Committed {
+        return Err(strata_core::invalid!(
+            "only active or view snapshots can be created"
+        ));
+    }
+    let mut link = None;
+    if !parent.is_empty() {
+        let p = get_link(t, parent)?.ok_or_else(|| Error::parent_not_found(parent, key))?;
+        if p.kind != Kind::Committed {
+            return Err(strata_core::invalid!(
+                "parent {parent:?} is not a committed snapshot (it is {})",
+                p.kind
+            ));
+        }
+        link = Some(p);
+    }
+    if t.get(key).store("reading snapshot record")?.is_some() {
+        return Err(Error::AlreadyExists {
+            key: key.to_owned(),
+        });
+    }
+    Ok(link)
+}
+
+/// [`check_create`], then the plan with the parent's ancestry walked.
 fn plan_create(
     t: &impl Snapshots,
     kind: Kind,
@@ -138,34 +173,17 @@ fn plan_create(
     parent: &str,
     id: u64,
 ) -> Result<CreatePlan> {
-    if kind == Kind::Committed {
-        return Err(strata_core::invalid!(
-            "only active or view snapshots can be created"
-        ));
-    }
-    let mut parent_chain = Vec::new();
-    if !parent.is_empty() {
-        let p = get_record(t, parent)?.ok_or_else(|| Error::parent_not_found(parent, key))?;
-        if p.kind != Kind::Committed {
-            return Err(strata_core::invalid!(
-                "parent {parent:?} is not a committed snapshot (it is {})",
-                p.kind
-            ));
-        }
-        parent_chain.push(p.id);
-        parent_chain.extend(parent_ids(t, parent, &p)?);
-    }
-    if get_record(t, key)?.is_some() {
-        return Err(Error::AlreadyExists {
-            key: key.to_owned(),
-        });
+    let mut parent_ids = Vec::new();
+    if let Some(p) = check_create(t, kind, key, parent)? {
+        parent_ids.push(p.id);
+        parent_ids.extend(self::parent_ids(t, parent, &p.parent)?);
     }
     Ok(CreatePlan {
         id,
         kind,
         key: key.to_owned(),
         parent: parent.to_owned(),
-        parent_ids: parent_chain,
+        parent_ids,
     })
 }
 
@@ -180,7 +198,7 @@ fn check_commit(
     parent: Option<&str>,
     expected_id: Option<u64>,
 ) -> Result<(Record, String)> {
-    if get_record(t, name)?.is_some() {
+    if t.get(name).store("reading snapshot record")?.is_some() {
         return Err(Error::AlreadyExists {
             key: name.to_owned(),
         });
@@ -201,7 +219,7 @@ fn check_commit(
         None => record.parent.clone(),
         Some(p) if p == record.parent => record.parent.clone(),
         Some(p) if record.parent.is_empty() => {
-            let pr = get_record(t, p)?.ok_or_else(|| Error::parent_not_found(p, key))?;
+            let pr = get_link(t, p)?.ok_or_else(|| Error::parent_not_found(p, key))?;
             if pr.kind != Kind::Committed {
                 return Err(strata_core::invalid!(
                     "parent {p:?} is not a committed snapshot"
@@ -308,12 +326,12 @@ impl ReadTx {
 
     /// The id, kind and ancestor ids of `key`, or `NotFound`.
     pub fn snapshot(&self, key: &str) -> Result<Snapshot> {
-        let record = self.get(key)?;
-        let parent_ids = parent_ids(self.snapshots()?, key, &record)?;
+        let t = self.snapshots()?;
+        let link = get_link(t, key)?.ok_or_else(|| Error::not_found(key))?;
         Ok(Snapshot {
-            id: record.id,
-            kind: record.kind,
-            parent_ids,
+            id: link.id,
+            kind: link.kind,
+            parent_ids: parent_ids(t, key, &link.parent)?,
         })
     }
 
@@ -523,15 +541,32 @@ impl<'t> WriteTx<'t> {
     }
 
     /// [`WriteTx::plan_create`] for a snapshot whose id was reserved beforehand
-    /// ([`crate::Store::reserve_id`]), e.g. to build its directory under its final name.
+    /// ([`crate::Store::reserve_id`]) and whose ancestors, `parent_ids` (nearest first),
+    /// were read before the batch ([`ReadTx::plan_create`]), e.g. to build its directory
+    /// under its final name. Only the parent is checked again: committed snapshots never
+    /// change, so if `parent` is still the snapshot whose id heads `parent_ids`, so is the
+    /// rest of the chain; if it was removed and made again meanwhile, `FailedPrecondition`.
     pub fn plan_create_as(
         &self,
         id: u64,
         kind: Kind,
         key: &str,
         parent: &str,
+        parent_ids: Vec<u64>,
     ) -> Result<CreatePlan> {
-        plan_create(&self.tables.snapshots, kind, key, parent, id)
+        let found = check_create(&self.tables.snapshots, kind, key, parent)?.map(|p| p.id);
+        if found != parent_ids.first().copied() {
+            return Err(Error::FailedPrecondition(format!(
+                "parent {parent:?} of {key:?} was replaced while the snapshot was built; retry"
+            )));
+        }
+        Ok(CreatePlan {
+            id,
+            kind,
+            key: key.to_owned(),
+            parent: parent.to_owned(),
+            parent_ids,
+        })
     }
 
     /// Raises the next id to at least `min` (so ids already used on disk are never reused).

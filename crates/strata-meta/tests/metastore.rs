@@ -485,7 +485,7 @@ fn reserved_ids_are_unique_and_recorded_in_any_order() {
     for (id, key) in [(b, "b"), (a, "a")] {
         let recorded = store
             .write(&bg, move |tx| {
-                let plan = tx.plan_create_as(id, Kind::Active, key, "")?;
+                let plan = tx.plan_create_as(id, Kind::Active, key, "", Vec::new())?;
                 tx.create(plan, Labels::new())
             })
             .unwrap();
@@ -510,6 +510,51 @@ fn reserved_ids_are_unique_and_recorded_in_any_order() {
         3,
         "the reserved but unrecorded id {unused} left nothing"
     );
+}
+
+/// A snapshot planned on ancestors read before its batch is refused (FailedPrecondition,
+/// nothing written) when its parent was removed and made again meanwhile, and recorded with
+/// those ancestors when the parent is the one they were read from.
+#[test]
+fn a_parent_replaced_before_the_batch_is_refused() {
+    let (_d, store) = open();
+    let bg = Ctx::background();
+    create(&store, Kind::Active, "p-a", "").unwrap();
+    commit(&store, "p-a", "p", None).unwrap();
+    create(&store, Kind::Active, "q-a", "p").unwrap();
+    commit(&store, "q-a", "q", None).unwrap();
+    let ancestry = |key: &'static str| {
+        store
+            .read(&bg, |tx| tx.plan_create(Kind::Active, key, "q"))
+            .unwrap()
+            .parent_ids
+    };
+    let record = |key: &'static str, ancestors: Vec<u64>| {
+        let id = store.reserve_id(&bg).unwrap();
+        store.write(&bg, move |tx| {
+            let plan = tx.plan_create_as(id, Kind::Active, key, "q", ancestors)?;
+            tx.create(plan, Labels::new())
+        })
+    };
+    let before = ancestry("child");
+    assert_eq!(before.len(), 2);
+    let kept = record("kept", before.clone()).unwrap();
+    assert_eq!(kept.parent_ids, before);
+    remove(&store, "kept").unwrap();
+    remove(&store, "q").unwrap();
+    create(&store, Kind::Active, "q-b", "p").unwrap();
+    commit(&store, "q-b", "q", None).unwrap();
+    let refused = record("child", before).unwrap_err();
+    assert!(
+        matches!(refused, Error::FailedPrecondition(ref m) if m.contains("replaced")),
+        "{refused}"
+    );
+    assert!(matches!(
+        store.read(&bg, |tx| tx.stat("child")),
+        Err(Error::NotFound { .. })
+    ));
+    let now = ancestry("child");
+    assert_eq!(record("child", now.clone()).unwrap().parent_ids, now);
 }
 
 /// An operation that fails after writing aborts its whole batch: nothing of it lands.
