@@ -76,7 +76,7 @@ fn must_get(t: &impl Snapshots, key: &str) -> Result<Record> {
     get_record(t, key)?.ok_or_else(|| Error::not_found(key))
 }
 
-/// Ids of `record`'s ancestors, nearest first.
+/// Ids of the ancestors of `key`, whose parent is `parent`, nearest first.
 fn parent_ids(t: &impl Snapshots, key: &str, parent: &str) -> Result<Vec<u64>> {
     let mut ids = Vec::new();
     let mut parent = parent.to_owned();
