@@ -117,50 +117,47 @@ impl DiffService {
 
     /// The Strata snapshot whose content directory is `dir`, if any.
     async fn owner(&self, ctx: &Ctx, dir: &Path) -> Result<Option<Owned>, Status> {
+        self.owner_of_all(ctx, vec![dir.to_owned()]).await
+    }
+
+    /// The snapshot owning the first of `dirs`, if every one of them is one of Strata's
+    /// snapshot directories; `None` otherwise — Strata mounts nothing else. One trip to the
+    /// blocking pool for all of them.
+    async fn owner_of_all(&self, ctx: &Ctx, dirs: Vec<PathBuf>) -> Result<Option<Owned>, Status> {
         let backends = Arc::clone(&self.backends);
-        let path = dir.to_owned();
         let ctx = ctx.clone();
         tokio::task::spawn_blocking(move || {
-            for backend in backends.all() {
-                if let Some((key, kind)) = backend
-                    .owner(&ctx, &path)
-                    .map_err(|e| crate::status::to_status(&e))?
-                {
-                    return Ok(Some(Owned {
-                        dir: path,
-                        key,
-                        kind,
-                    }));
+            let mut first = None;
+            for path in dirs {
+                match owner_in(&backends, &ctx, path)? {
+                    Some(owned) => {
+                        first.get_or_insert(owned);
+                    }
+                    None => return Ok(None),
                 }
             }
-            Ok(None)
+            Ok(first)
         })
         .await
         .map_err(|e| Status::internal(format!("owner lookup panicked: {e}")))?
     }
 }
 
-impl DiffService {
-    /// The snapshot of the upper stack's top layer (of the lower stack's when the upper is
-    /// empty), if every layer of both stacks is one of Strata's snapshot directories; `None`
-    /// otherwise — Strata mounts nothing else.
-    async fn owner_of_all(
-        &self,
-        ctx: &Ctx,
-        lower: &Stack,
-        upper: &Stack,
-    ) -> Result<Option<Owned>, Status> {
-        let mut top = None;
-        for dir in upper.layers.iter().chain(&lower.layers) {
-            match self.owner(ctx, dir).await? {
-                Some(owned) => {
-                    top.get_or_insert(owned);
-                }
-                None => return Ok(None),
-            }
+/// The snapshot of one of `backends` whose content directory is `path`, if any.
+fn owner_in(backends: &Backends, ctx: &Ctx, path: PathBuf) -> Result<Option<Owned>, Status> {
+    for backend in backends.all() {
+        if let Some((key, kind)) = backend
+            .owner(ctx, &path)
+            .map_err(|e| crate::status::to_status(&e))?
+        {
+            return Ok(Some(Owned {
+                dir: path,
+                key,
+                kind,
+            }));
         }
-        Ok(top)
     }
+    Ok(None)
 }
 
 fn descriptor(media_type: &str, digest: &Digest, size: u64) -> types::Descriptor {
@@ -354,7 +351,11 @@ impl DiffService {
         };
         let owned = match &source {
             Source::Upper(top) | Source::Trees(_, top) => self.owner(&ctx, top).await?,
-            Source::Stacks(lower, upper) => self.owner_of_all(&ctx, lower, upper).await?,
+            // The upper stack's top layer, or the lower's when the upper is empty.
+            Source::Stacks(lower, upper) => {
+                let dirs = upper.layers.iter().chain(&lower.layers).cloned().collect();
+                self.owner_of_all(&ctx, dirs).await?
+            }
         }
         .ok_or_else(|| unimplemented("the upper mounts are not Strata's snapshots"))?;
         let ns = namespace(&request, &owned.key)?;
