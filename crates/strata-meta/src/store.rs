@@ -192,7 +192,12 @@ impl Store {
     /// recorded is simply skipped; a directory left under it is found at the next start
     /// (whose recovery raises the next id above it).
     pub fn reserve_id(&self, ctx: &Ctx) -> Result<u64> {
-        let stored = self.read(ctx, |tx| tx.next_id())?;
+        // The stored next id is read once: past the first id, the allocator is above it.
+        let stored = if self.ids.seeded() {
+            1
+        } else {
+            self.read(ctx, |tx| tx.next_id())?
+        };
         Ok(self.ids.take(stored))
     }
 
@@ -457,6 +462,19 @@ struct Outcome {
     checkpoint_due: bool,
 }
 
+impl Outcome {
+    /// A batch whose callers are told `error` (`None`: committed), with nothing more to do.
+    fn answered(completions: Vec<Completion>, error: Option<StoreError>) -> Outcome {
+        Outcome {
+            completions,
+            error,
+            stamp: None,
+            reopen: false,
+            checkpoint_due: false,
+        }
+    }
+}
+
 /// Runs `batch` in one transaction and commits it: through the log (one entry, one flush,
 /// then a commit without a flush) or, when the log has no room or cannot be written, with a
 /// durable commit of its own (which is a checkpoint). The callers are answered by the caller
@@ -476,13 +494,6 @@ fn run_batch(
             source,
         },
         other => other,
-    };
-    let failed = |completions, error| Outcome {
-        completions,
-        error: Some(error),
-        stamp: None,
-        reopen: false,
-        checkpoint_due: false,
     };
     let mut txn = match db.begin_write() {
         Ok(txn) => txn,
@@ -524,19 +535,14 @@ fn run_batch(
             (true, None, Ok(())) => Some(StoreError::RolledBack),
             (false, None, Ok(())) => None,
         };
-        return Ok(Outcome {
-            completions,
-            error,
-            stamp: None,
-            reopen: false,
-            checkpoint_due: false,
-        });
+        return Ok(Outcome::answered(completions, error));
     }
     let (seq, store_id) = match number_batch(&txn, 1) {
         Ok(numbered) => numbered,
         Err(e) => {
             let _ = txn.abort();
-            return Ok(failed(completions, at_file(io_error.unwrap_or(e))));
+            let error = at_file(io_error.unwrap_or(e));
+            return Ok(Outcome::answered(completions, Some(error)));
         }
     };
     crash::point("meta-before-commit");
@@ -556,11 +562,9 @@ fn run_batch(
             tracing::warn!(path = %path.display(), error = %e, "a batch durable in the intent log did not commit in the database; reopening it to replay the log");
         }
         return Ok(Outcome {
-            completions,
-            error: None,
-            stamp: None,
             reopen: committed.is_err(),
             checkpoint_due: log.half_full(),
+            ..Outcome::answered(completions, None)
         });
     }
     // The durable path: this commit makes every batch before it durable too, so the log
@@ -602,11 +606,9 @@ fn run_batch(
         }
     };
     Ok(Outcome {
-        completions,
-        error,
         stamp: Some(seq),
-        reopen: false,
         checkpoint_due: log.half_full(),
+        ..Outcome::answered(completions, error)
     })
 }
 
@@ -676,20 +678,25 @@ impl Checkpointer {
         lock.lock().expect("checkpoint signal poisoned").requested = true;
         wake.notify_one();
     }
+
+    /// Stops the thread, after the checkpoint it is running, if any. Idempotent.
+    fn stop(&mut self) {
+        let (lock, wake) = &*self.signal;
+        if let Ok(mut signal) = lock.lock() {
+            signal.stop = true;
+        }
+        wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl Drop for Store {
     /// Stops the checkpointer and checkpoints once more, so that the next open has no log
     /// to replay. (Skipping this, as a crash does, loses nothing.)
     fn drop(&mut self) {
-        let (lock, wake) = &*self.checkpointer.signal;
-        if let Ok(mut signal) = lock.lock() {
-            signal.stop = true;
-        }
-        wake.notify_one();
-        if let Some(thread) = self.checkpointer.thread.take() {
-            let _ = thread.join();
-        }
+        self.checkpointer.stop();
         if let Err(e) = self.db.checkpoint() {
             tracing::warn!(path = %self.path.display(), error = %e, "final metadata checkpoint failed; the intent log keeps the writes");
         }

@@ -3,7 +3,7 @@
 
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use redb::{
@@ -434,11 +434,26 @@ pub struct WriteTx<'t> {
 pub(crate) struct Ids {
     /// Lowest id not yet handed out by this process.
     floor: AtomicU64,
+    /// Whether an id was taken: the floor is then above the stored next id for good, since
+    /// only this store's own writes raise that, with ids taken here or through
+    /// [`Ids::raise`].
+    seeded: AtomicBool,
 }
 
 impl Ids {
+    /// Whether [`Ids::take`] no longer needs the stored next id.
+    pub(crate) fn seeded(&self) -> bool {
+        self.seeded.load(Ordering::Acquire)
+    }
+
+    /// Makes sure no id below `min` is handed out.
+    fn raise(&self, min: u64) {
+        self.floor.fetch_max(min, Ordering::AcqRel);
+    }
+
     /// An id no earlier call returned, and at least `stored`.
     pub(crate) fn take(&self, stored: u64) -> u64 {
+        self.seeded.store(true, Ordering::Release);
         let mut floor = self.floor.load(Ordering::Acquire);
         loop {
             let id = stored.max(floor).max(1);
@@ -571,6 +586,7 @@ impl<'t> WriteTx<'t> {
 
     /// Raises the next id to at least `min` (so ids already used on disk are never reused).
     pub fn reserve_ids_below(&mut self, min: u64) -> Result<()> {
+        self.ids.raise(min);
         if self.next_id()? < min {
             self.write().apply(Change::PutMeta {
                 name: NEXT_ID_KEY,
